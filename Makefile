@@ -1,0 +1,43 @@
+# `make help` lists the targets. Everything runs from the project's own .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install fmlab editable with the dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+train: install ## run the default experiment (the classic CIFAR-10 ConvNet)
+	$(BIN)/fmlab-train experiment=seed_convnet
+
+test: install ## the fast test suite
+	$(BIN)/python -m pytest -q
+
+test-all: install ## every test, the slow ones too
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+bench: install ## benchmark seed_convnet against the course loop and a plain loop
+	$(BIN)/python scripts/bench_seed.py
+
+clean: ## remove run folders and caches (keeps .venv and data/)
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache wandb
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,5 @@
+"""Errors that reach the user as one clear paragraph instead of a traceback."""
+
+
+class FmlabError(Exception):
+    """A problem the user can fix; its message names the bad value and the fix."""

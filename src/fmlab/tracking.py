@@ -1,0 +1,62 @@
+"""Loggers from the config; Weights & Biases online only when it can be, and one W&B run per job."""
+
+import logging
+import netrc
+import os
+import socket
+from urllib.parse import urlparse
+
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+def _wandb_host() -> str:
+    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+
+
+def wandb_mode() -> str:
+    """ "online" when an API key is found and the W&B host answers, else "offline".
+
+    Deciding here, rather than letting wandb.init find out, is what keeps a run on a machine
+    without credentials or network from prompting for a key or waiting on retries.
+    """
+    host = _wandb_host()
+    has_key = bool(os.environ.get("WANDB_API_KEY"))
+    if not has_key:
+        try:
+            has_key = netrc.netrc().authenticators(host) is not None
+        except (OSError, netrc.NetrcParseError):
+            has_key = False
+    if not has_key:
+        return "offline"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return "offline"
+    return "online"
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
+    loggers = []
+    for name, conf in (cfg or {}).items():
+        if conf is None:
+            continue
+        if conf.get("_target_", "").endswith("WandbLogger") and conf.get("mode") is None:
+            # WANDB_MODE, when the user set it, wins; else decide. Passing `mode` to wandb.init
+            # (not `offline=True`, which sets WANDB_MODE for the whole process) keeps one job's
+            # choice from leaking into the next job of a sweep.
+            with open_dict(conf):
+                conf.mode = os.environ.get("WANDB_MODE") or wandb_mode()
+        log.info("Logger %s: %s", name, conf._target_)
+        loggers.append(instantiate(conf))
+    return loggers
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """End this job's W&B run, so the next job in the same process starts a new one."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()  # offline, it prints the `wandb sync <dir>` to upload it

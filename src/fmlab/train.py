@@ -1,0 +1,126 @@
+"""fmlab-train: seed, instantiate, fit, test, write results.json, return the optimized metric."""
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from fmlab import CONF_DIR
+from fmlab.errors import FmlabError
+from fmlab.record import environment, write_json_atomic
+from fmlab.tracking import finish_loggers, instantiate_loggers
+
+log = logging.getLogger(__name__)
+
+# Our DataModules serve batches from memory; worker processes would only add copies.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+# A data module without a validation split returns no validation loader, on purpose.
+warnings.filterwarnings("ignore", ".*Total length of `list` across ranks is zero.*")
+# Raised inside Lightning 2.6 by torch >= 2.10's pytree; nothing a user can act on.
+warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+def build(cfg: DictConfig):
+    """DataModule and task from a (train) config; shared with fmlab-eval."""
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model, **datamodule.net_args)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+    return datamodule, task
+
+
+def train(cfg: DictConfig) -> dict:
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule, task = build(cfg)
+    if not datamodule.has_val:
+        # Nothing is validated: keep the latest weights rather than the best val/... ones.
+        with open_dict(cfg):
+            for conf in (cfg.get("callbacks") or {}).values():
+                if conf and str(conf.get("monitor", "")).startswith("val/"):
+                    conf.monitor = None
+    config = OmegaConf.to_container(cfg, resolve=True)
+    task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+    try:
+        fit_started = time.perf_counter()
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_s = time.perf_counter() - fit_started
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+        checkpoint = trainer.checkpoint_callback
+        tested = None
+        if cfg.get("test"):
+            best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+            tested = best if datamodule.has_val and best else "final weights"
+            results = trainer.test(
+                task, datamodule=datamodule, ckpt_path=best or None if datamodule.has_val else None
+            )
+            metrics.update({k: float(v) for k, v in results[0].items()})
+    finally:
+        finish_loggers(loggers)
+
+    record = {
+        "status": "complete",
+        "task": cfg.task_name,
+        "metrics": metrics,
+        "optimized_metric": cfg.get("optimized_metric"),
+        "tested": tested,
+        "checkpoints": {
+            "best": getattr(checkpoint, "best_model_path", None) or None,
+            "last": getattr(checkpoint, "last_model_path", None) or None,
+        },
+        "data": datamodule.record,
+        "timing": {
+            "wall_s": time.perf_counter() - started,
+            "fit_s": fit_s,
+            "train_steps": trainer.global_step,
+            "train_steps_per_s": trainer.global_step / fit_s,
+        },
+        "environment": environment(),
+        "output_dir": str(output_dir.resolve()),
+        "config": config,
+    }
+    write_json_atomic(output_dir / "results.json", record)
+    log.info("Results: %s", output_dir / "results.json")
+    return record
+
+
+def optimized_value(record: dict) -> float | None:
+    """The metric a sweeper optimises; a name no run logs is an error, never a silent None."""
+    name = record["optimized_metric"]
+    if name is None:
+        return None
+    if name not in record["metrics"]:
+        raise FmlabError(
+            f"optimized_metric={name!r} was not logged by this run; it logged "
+            f"{sorted(record['metrics'])}. Set optimized_metric to one of those."
+        )
+    return record["metrics"][name]
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return optimized_value(train(cfg))
+    except FmlabError as err:
+        log.error("%s", err)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

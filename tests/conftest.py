@@ -1,0 +1,104 @@
+"""Shared fixtures: a synthetic CIFAR-10 folder in the official format, and the real data when
+FMLAB_DATA_DIR points at it (`.ci/run` always sets it)."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from fmlab import CONF_DIR
+
+REAL_DATA = os.environ.get("FMLAB_DATA_DIR")
+
+
+def write_cifar_folder(root: Path, per_batch: int = 40, seed: int = 0) -> Path:
+    """An official-format cifar-10-batches-py with ``per_batch`` images per file; each class has its
+    own mean colour, so a net can learn it."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def batch(name: str) -> None:
+        labels = [i % 10 for i in range(per_batch)]
+        base = np.array(labels, dtype=np.float64)[:, None] * 25
+        data = np.clip(base + rng.normal(0, 20, (per_batch, 3072)), 0, 255).astype(np.uint8)
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch(name)
+    meta = {
+        b"label_names": [f"class{i}".encode() for i in range(10)],
+        b"num_cases_per_batch": per_batch,
+        b"num_vis": 3072,
+    }
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """Parent folder of a small synthetic cifar-10-batches-py (200 train, 40 test images)."""
+    return write_cifar_folder(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not REAL_DATA or not (Path(REAL_DATA) / "cifar-10-batches-py").is_dir():
+        pytest.skip(
+            "needs the real CIFAR-10: set FMLAB_DATA_DIR to the folder holding "
+            "cifar-10-batches-py (.ci/run builds it from ../shared/data/cifar10)"
+        )
+    return Path(REAL_DATA)
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """Compose a config the way fmlab-train does, with Hydra's runtime (output_dir) set."""
+
+    def _compose(config_name: str = "train", overrides: list[str] = ()):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(
+                config_name,
+                overrides=[f"hydra.run.dir={tmp_path}", *overrides],
+                return_hydra_config=True,
+            )
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg.hydra  # as in the app: the job's config holds no `hydra` node
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
+    """Run an fmlab console script the way a user does, with this interpreter's environment."""
+    script = Path(sys.executable).with_name(args[0])
+    full_env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": str(cwd), **(env or {})}
+    proc = subprocess.run(
+        [str(script), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
