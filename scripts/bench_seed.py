@@ -90,6 +90,18 @@ def load_normalised(data_dir: str):
     return (*load([f"data_batch_{i}" for i in range(1, 6)]), *load(["test_batch"]))
 
 
+def test_accuracy(net, test_x, test_y) -> float:
+    """Accuracy of ``net`` on the normalised test tensors, in batches of 1000."""
+    import torch
+
+    with torch.no_grad():
+        correct = sum(
+            (net(xb).argmax(1) == yb).sum().item()
+            for xb, yb in zip(test_x.split(1000), test_y.split(1000), strict=True)
+        )
+    return correct / len(test_x)
+
+
 def floor(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> dict:
     import torch
 
@@ -109,12 +121,7 @@ def floor(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> 
             optimizer.step()
             steps += 1
     train_s = time.perf_counter() - started
-    with torch.no_grad():
-        correct = sum(
-            (net(xb).argmax(1) == yb).sum().item()
-            for xb, yb in zip(test_x.split(1000), test_y.split(1000), strict=True)
-        )
-    return {"steps": steps, "train_s": train_s, "test_acc": correct / len(test_x)}
+    return {"steps": steps, "train_s": train_s, "test_acc": test_accuracy(net, test_x, test_y)}
 
 
 def lightning_minimum(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> dict:
@@ -159,12 +166,11 @@ def lightning_minimum(data_dir: str, batch_size: int, lr: float, epochs: int, se
     started = time.perf_counter()
     trainer.fit(task, loader)
     train_s = time.perf_counter() - started
-    with torch.no_grad():
-        correct = sum(
-            (task.net(xb).argmax(1) == yb).sum().item()
-            for xb, yb in zip(test_x.split(1000), test_y.split(1000), strict=True)
-        )
-    return {"steps": trainer.global_step, "train_s": train_s, "test_acc": correct / len(test_x)}
+    return {
+        "steps": trainer.global_step,
+        "train_s": train_s,
+        "test_acc": test_accuracy(task.net, test_x, test_y),
+    }
 
 
 def fmlab(batch_size: int, lr: float, epochs: int, seed: int) -> tuple[list[str], Path]:

@@ -12,6 +12,17 @@ from fmlab.nets import ConvNet
 from fmlab.tasks import ImageClassifier
 
 
+def quiet_trainer(root, **kwargs) -> L.Trainer:
+    """A real Trainer without logger, progress bar or summary."""
+    return L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kwargs,
+    )
+
+
 def direct_metrics(net, dm, x, y):
     """Loss and accuracy of ``net`` on uint8 images ``x``, computed without Lightning."""
     with torch.no_grad():
@@ -32,14 +43,8 @@ def test_logged_epoch_metrics_are_the_exact_means(synthetic_data, batch_size, tm
     )
     # lr = 0: the weights stay fixed, so the epoch means can be recomputed directly.
     task = ImageClassifier(ConvNet(), partial(torch.optim.SGD, lr=0.0))
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=1, enable_checkpointing=False, num_sanity_val_steps=0
     )
     trainer.fit(task, datamodule=dm)
     metrics = trainer.callback_metrics
@@ -57,13 +62,7 @@ def test_training_learns_and_checkpoints_load_weights_only(synthetic_data, tmp_p
     torch.manual_seed(0)
     dm = CIFAR10DataModule(str(synthetic_data), batch_size=20, val_size=0, crop=False, flip=False)
     task = ImageClassifier(ConvNet(), partial(torch.optim.Adam, lr=3e-3), label_smoothing=0.1)
-    trainer = L.Trainer(
-        max_epochs=30,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=30)
     trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/acc"] > 0.5  # class colours are easy to learn
     ckpt = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)

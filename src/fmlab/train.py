@@ -67,10 +67,9 @@ def train(cfg: DictConfig) -> dict:
         tested = None
         if cfg.get("test"):
             best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
-            tested = best if datamodule.has_val and best else "final weights"
-            results = trainer.test(
-                task, datamodule=datamodule, ckpt_path=best or None if datamodule.has_val else None
-            )
+            ckpt_path = best if datamodule.has_val and best else None  # None: the final weights
+            tested = ckpt_path or "final weights"
+            results = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in results[0].items()})
     finally:
         finish_loggers(loggers)
