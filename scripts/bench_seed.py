@@ -50,7 +50,7 @@ def course(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) ->
     testloader = torch.utils.data.DataLoader(
         testset, batch_size=batch_size, shuffle=False, num_workers=2
     )
-    net = ConvNet()
+    net = ConvNet(10)
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     steps, started = 0, time.perf_counter()
@@ -109,7 +109,7 @@ def floor(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> 
 
     torch.manual_seed(seed)
     x, y, test_x, test_y = load_normalised(data_dir)
-    net = ConvNet()
+    net = ConvNet(10)
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     steps, started = 0, time.perf_counter()
@@ -141,7 +141,7 @@ def lightning_minimum(data_dir: str, batch_size: int, lr: float, epochs: int, se
     class Bare(L.LightningModule):
         def __init__(self):
             super().__init__()
-            self.net = ConvNet()
+            self.net = ConvNet(10)
 
         def training_step(self, batch, batch_idx):
             return F.cross_entropy(self.net(batch[0]), batch[1])

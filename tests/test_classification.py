@@ -42,7 +42,7 @@ def test_logged_epoch_metrics_are_the_exact_means(synthetic_data, batch_size, tm
         flip=False,
     )
     # lr = 0: the weights stay fixed, so the epoch means can be recomputed directly.
-    task = ImageClassifier(ConvNet(), partial(torch.optim.SGD, lr=0.0))
+    task = ImageClassifier(ConvNet(10), partial(torch.optim.SGD, lr=0.0))
     trainer = quiet_trainer(
         tmp_path, max_epochs=1, enable_checkpointing=False, num_sanity_val_steps=0
     )
@@ -61,7 +61,7 @@ def test_logged_epoch_metrics_are_the_exact_means(synthetic_data, batch_size, tm
 def test_training_learns_and_checkpoints_load_weights_only(synthetic_data, tmp_path):
     torch.manual_seed(0)
     dm = CIFAR10DataModule(str(synthetic_data), batch_size=20, val_size=0, crop=False, flip=False)
-    task = ImageClassifier(ConvNet(), partial(torch.optim.Adam, lr=3e-3), label_smoothing=0.1)
+    task = ImageClassifier(ConvNet(10), partial(torch.optim.Adam, lr=3e-3), label_smoothing=0.1)
     trainer = quiet_trainer(tmp_path, max_epochs=30)
     trainer.fit(task, datamodule=dm)
     assert trainer.callback_metrics["train/acc"] > 0.5  # class colours are easy to learn

@@ -71,3 +71,15 @@ def test_data_dir_follows_fmlab_data_dir(compose_cfg, monkeypatch, tmp_path):
 def test_eval_config_composes(compose_cfg):
     cfg = compose_cfg("eval", ["ckpt_path=some.ckpt"])
     assert cfg.ckpt_path == "some.ckpt" and "csv" in cfg.logger
+
+
+def test_a_net_that_needs_what_the_data_does_not_offer_is_refused(compose_cfg):
+    from fmlab.errors import FmlabError
+    from fmlab.train import build_net
+
+    class TextData:  # offers a vocabulary, not classes
+        net_args = {"vocab_size": 65}
+
+    cfg = compose_cfg()
+    with pytest.raises(FmlabError, match=r"needs \['num_classes'\].*provides \['vocab_size'\]"):
+        build_net(cfg.model, TextData())

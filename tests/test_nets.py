@@ -5,7 +5,7 @@ from fmlab.nets import ConvNet
 
 
 def test_convnet_is_the_tutorial_net():
-    net = ConvNet()
+    net = ConvNet(10)
     # conv1 456 + conv2 2416 + fc1 48120 + fc2 10164 + fc3 850, as the PyTorch tutorial's Net.
     assert sum(p.numel() for p in net.parameters()) == 62006
     assert [m.__class__.__name__ for m in net.children()] == [

@@ -1,5 +1,6 @@
 """fmlab-train: seed, instantiate, fit, test, write results.json, return the optimized metric."""
 
+import inspect
 import logging
 import time
 import warnings
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -26,10 +27,33 @@ warnings.filterwarnings("ignore", ".*Total length of `list` across ranks is zero
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
+def build_net(model_cfg: DictConfig, datamodule):
+    """The net, given what the data offers (``datamodule.net_args``: num_classes, vocab_size, ...)
+    that its constructor takes; a net that needs something this data does not offer is refused."""
+    params = inspect.signature(get_class(model_cfg._target_)).parameters
+    takes = {k: v for k, v in datamodule.net_args.items() if k in params}
+    missing = [
+        name
+        for name, p in params.items()
+        if p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and name not in model_cfg
+        and name not in takes
+    ]
+    if missing:
+        raise FmlabError(
+            f"model {model_cfg._target_} needs {missing}, which data "
+            f"{type(datamodule).__name__} does not provide (it provides "
+            f"{sorted(datamodule.net_args)}). Pick a model made for this data, or a data set "
+            "that provides those values."
+        )
+    return instantiate(model_cfg, **takes)
+
+
 def build(cfg: DictConfig):
     """DataModule and task from a (train) config; shared with fmlab-eval."""
     datamodule = instantiate(cfg.data)
-    net = instantiate(cfg.model, **datamodule.net_args)
+    net = build_net(cfg.model, datamodule)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
     return datamodule, task
