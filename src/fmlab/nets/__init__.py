@@ -1,5 +1,11 @@
 """Plain torch.nn.Module networks: they import only torch and return logits."""
 
 from fmlab.nets.convnet import ConvNet
+from fmlab.nets.mobilenetv2 import MobileNetV2
+from fmlab.nets.resnet import ResNet
+from fmlab.nets.resnet9 import ResNet9
+from fmlab.nets.resnet_cifar import ResNetCifar
+from fmlab.nets.vgg import VGG
+from fmlab.nets.vit import ViT
 
-__all__ = ["ConvNet"]
+__all__ = ["ConvNet", "MobileNetV2", "ResNet", "ResNet9", "ResNetCifar", "VGG", "ViT"]
