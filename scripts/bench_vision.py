@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ALL_NETS = "convnet,resnet20,resnet56,resnet110,resnet18,resnet34,vgg11,vgg16,mobilenetv2,vit,resnet9"
+ALL_NETS = (
+    "convnet,resnet20,resnet56,resnet110,resnet18,resnet34,vgg11,vgg16,mobilenetv2,vit,resnet9"
+)
 AIRBENCH94 = {"uncompiled": 3.83, "compiled": 3.09}  # seconds on an A100, 94.01% (Jordan 2024)
 
 
