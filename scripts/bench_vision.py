@@ -93,6 +93,7 @@ def fmlab_loop(net_name: str, batch_size: int, steps: int, device: str, seed: in
             "trainer.max_epochs=-1",
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
             "test=false",
+            "optimized_metric=null",
             "logger=csv",
             f"seed={seed}",
         ]
