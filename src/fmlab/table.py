@@ -80,6 +80,8 @@ def _key(value):
     """A config value as a hashable, sortable group key (numbers in numeric order first)."""
     if isinstance(value, list | dict):
         value = json.dumps(value, sort_keys=True)
+    if isinstance(value, bool):
+        value = str(value).lower()  # as YAML writes it, not as the number 1
     if isinstance(value, int | float):
         return (0, value, "")
     return (1, 0, "—" if value is None else str(value))

@@ -91,6 +91,7 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",
 }
 _LATEX_SYMBOLS = {
     "±": r"$\pm$",
@@ -101,6 +102,12 @@ _LATEX_SYMBOLS = {
     "·": r"$\cdot$",
     "✓": r"\checkmark",
     "✗": r"$\times$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "×": r"$\times$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "γ": r"$\gamma$",
     "ρ": r"$\rho$",
     "†": r"\textsuperscript{\dag}",
     "‡": r"\textsuperscript{\ddag}",
