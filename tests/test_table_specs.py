@@ -46,6 +46,8 @@ def test_published_numbers():
     assert refs["convnet_cifar10"] == [(53, 56)]
     assert refs["resnet_cifar10_he2016"] == [(8.75, 8.75), (7.51, 7.51), (7.17, 7.17), (6.97, 6.97)]
     assert refs["char_lm_shakespeare"] == [(1.88, 1.88)]
+    lt = [29.64, 29.62, 29.45, 27.63, 25.43]
+    assert refs["cifar10_lt_cui2019"] == [(v, v) for v in lt]
     assert refs["nanogpt_shakespeare_char"] == [(1.4697, 1.4697)]
 
 
