@@ -137,3 +137,14 @@ def test_reproduce_refuses_flags(tmp_path):
     proc = run_cli("fmlab-reproduce", "-m", "table=convnet_cifar10", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "takes no flags" in proc.stderr
     assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_launch_false_writes_the_table_of_what_exists(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY_SPEC))
+    proc = reproduce(spec, tmp_path / "tiny", tmp_path, "launch=false")
+    assert "launch=false: 4 of 4 runs are not complete." in proc.stderr
+    table = (tmp_path / "tiny" / "table.md").read_text()
+    assert "| lr 0.05 | 50 | — ‡ | 0 | — | not run |" in table
+    assert "‡ Fewer seeds than asked: lr 0.05 (0 of 2); lr 0.0001 (0 of 2)." in table
+    assert not (tmp_path / "tiny" / "runs").exists()
