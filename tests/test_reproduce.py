@@ -86,6 +86,14 @@ def test_reproduce_launches_the_runs_then_nothing(synthetic_data, tmp_path):
     assert [p.stat().st_mtime_ns for p in records] == stamps
     assert {p: p.read_bytes() for p in outputs} == outputs
 
+    # A job that did not finish (here: its record is gone) is set aside and it alone relaunched.
+    (out / "runs" / "slow" / "seed_2" / "results.json").unlink()
+    third = reproduce(spec, out, synthetic_data)
+    assert "launching 1 of 4 runs" in third.stderr and "seed=2 " in third.stderr
+    assert len(list((out / "stale" / "slow").glob("seed_2-*/csv/metrics.csv"))) == 1
+    assert [p.stat().st_mtime_ns for p in records[:3]] == stamps[:3]
+    assert records[3].is_file() and (out / "table.md").read_text().count("| 2 |") == 2
+
 
 def test_a_gpu_table_is_refused_on_a_cpu(tmp_path):
     if torch.cuda.is_available():
