@@ -57,8 +57,8 @@ def test_reproduce_launches_the_runs_then_nothing(synthetic_data, tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(TINY_SPEC))
     out = tmp_path / "tiny"
-    first = reproduce(spec, out, synthetic_data)
-    assert "launching 4 of 4 runs" in first.stderr
+    first = reproduce(spec, out, synthetic_data, "parallel_rows=true")  # both rows' sweeps at once
+    assert "launching 4 of 4 runs" in first.stderr and first.stderr.count("Launching: ") == 2
     records = sorted(out.glob("runs/*/seed_*/results.json"))
     assert [str(p.relative_to(out / "runs")) for p in records] == [
         "fast/seed_1/results.json",

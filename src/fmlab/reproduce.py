@@ -1,6 +1,8 @@
-"""fmlab-reproduce table=NAME [force=true] [launch=false] [out_dir=PATH] [fmlab-train overrides]:
-run what a table spec (conf/table/NAME.yaml) needs and is not done yet, then write the table,
-reference | ours | Δ | verdict, and the learning curves of its runs.
+"""fmlab-reproduce table=NAME [force=true] [launch=false] [out_dir=PATH] [parallel_rows=true]
+[fmlab-train overrides]: run what a table spec (conf/table/NAME.yaml) needs and is not done yet,
+one ``fmlab-train -m`` sweep per row, then write the table, reference | ours | Δ | verdict, and
+the learning curves of its runs. parallel_rows=true starts every row's sweep at once (for a
+launcher that sends jobs elsewhere: SLURM); by default rows run one after another.
 
 Every other argument goes to ``fmlab-train -m`` as it is: `hydra/launcher=submitit_slurm`,
 `trainer.max_epochs=1`, `paths.data_dir=...`. A second call with the same arguments launches
@@ -33,10 +35,10 @@ from fmlab.tables.spec import TableSpec, load_spec
 
 log = logging.getLogger("fmlab.reproduce")
 
-OPTIONS = {"table", "force", "launch", "out_dir"}
+OPTIONS = {"table", "force", "launch", "out_dir", "parallel_rows"}
 USAGE = (
     "usage: fmlab-reproduce table=NAME [force=true] [launch=false] [out_dir=PATH] "
-    "[fmlab-train overrides ...]"
+    "[parallel_rows=true] [fmlab-train overrides ...]"
 )
 
 
@@ -159,7 +161,7 @@ def reproduce(argv: list[str]) -> int:
     else:
         check_device(spec, passthrough, bool(options.get("force", False)))
         log.info("Table %s: launching %d of %d runs.", spec.name, len(todo), len(jobs))
-        failed = launch_missing(jobs, passthrough, out)
+        failed = launch_missing(jobs, out, bool(options.get("parallel_rows", False)))
         jobs = plan(spec, out / "runs", passthrough)
 
     runs = table_runs(jobs, out)

@@ -86,8 +86,8 @@ def _hydra_quote(path: Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def launch_row(row_dir: Path, overrides: list[str], seeds: list[int]) -> int:
-    """``fmlab-train -m <overrides> seed=<seeds>`` into <row_dir>/seed_<seed>; its exit code."""
+def launch_row(row_dir: Path, overrides: list[str], seeds: list[int]) -> subprocess.Popen:
+    """Start ``fmlab-train -m <overrides> seed=<seeds>`` into <row_dir>/seed_<seed>."""
     command = [
         str(Path(sys.executable).with_name("fmlab-train")),
         "-m",
@@ -97,12 +97,13 @@ def launch_row(row_dir: Path, overrides: list[str], seeds: list[int]) -> int:
         "hydra.sweep.subdir=seed_${seed}",
     ]
     log.info("Launching: %s", shlex.join(command))
-    return subprocess.run(command).returncode
+    return subprocess.Popen(command)
 
 
-def launch_missing(jobs: list[Job], passthrough: list[str], out: Path) -> int:
-    """Launch every job that is not complete, a row at a time; the number of rows that failed."""
-    failed = 0
+def launch_missing(jobs: list[Job], out: Path, parallel_rows: bool = False) -> int:
+    """Launch every job that is not complete, one sweep per row, a row at a time (or all rows at
+    once: for launchers that send jobs elsewhere, like SLURM); the number of rows that failed."""
+    started = []
     for row in dict.fromkeys(j.row for j in jobs):
         todo = [j for j in jobs if j.row == row and j.state != "complete"]
         if not todo:
@@ -111,8 +112,16 @@ def launch_missing(jobs: list[Job], passthrough: list[str], out: Path) -> int:
             if job.state != "missing":
                 set_aside(job, out / "stale")
         overrides = [o for o in todo[0].overrides if not o.startswith("seed=")]
-        code = launch_row(todo[0].folder.parent, overrides, [j.seed for j in todo])
-        if code:
-            log.error("Row %r: fmlab-train exited %d; the table marks its jobs.", row.name, code)
+        started.append((row, launch_row(todo[0].folder.parent, overrides, [j.seed for j in todo])))
+        if not parallel_rows:
+            started[-1][1].wait()
+    failed = 0
+    for row, process in started:
+        if process.wait():
+            log.error(
+                "Row %r: fmlab-train exited %d; the table marks its jobs.",
+                row.name,
+                process.returncode,
+            )
             failed += 1
     return failed
