@@ -208,7 +208,7 @@ def test_fmlab_table_groups_runs_by_config_keys(sweep, tmp_path):
         cwd=tmp_path,
     )
     expected = f"""\
-**test/acc: test/acc, mean ± sample std (n seeds); higher is better, best per column in bold.**
+**test/acc, mean ± sample std (n seeds); higher is better, best per column in bold.**
 
 | model._target_ | optimizer.lr=0.01 | optimizer.lr=0.1 |
 | :-- | --: | --: |

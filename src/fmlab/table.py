@@ -143,9 +143,11 @@ def build_grid(runs: list[Run], options: dict) -> tuple[Grid, list[dict]]:
     ]
     header = list(rows) + [label(cols, c) if cols else metric for c in col_groups]
     caption = (
-        f"{options['title'] or metric}: {describe(metric, options['transform'])}, mean ± sample "
-        f"std (n seeds); {options['better']} is better, best per column in bold."
+        f"{describe(metric, options['transform'])}, mean ± sample std (n seeds); "
+        f"{options['better']} is better, best per column in bold."
     )
+    if options["title"]:
+        caption = f"{options['title']}: {caption}"
     names = {g: " / ".join(filter(None, [label(rows, g[0]), label(cols, g[1])])) for g in cells}
     notes = footnotes([(names[g], cells[g]) for g in sorted(cells)])
     grid = Grid(caption, header, "l" * len(rows) + "r" * len(col_groups), body, notes)
