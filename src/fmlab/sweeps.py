@@ -119,7 +119,7 @@ def prepare_job(cfg: DictConfig) -> None:
 
 
 def _refuse_rank_folders(hydra) -> None:
-    """srun/torchrun start every rank as its own run: each would resolve ${now} to its own folder."""
+    """srun/torchrun start each rank as its own run: each would resolve ${now} to its own folder."""
     raw_dir = OmegaConf.to_container(hydra.run, resolve=False)["dir"]
     if ranks_from_outside() > 1 and "${now:" in raw_dir:
         raise FmlabError(
@@ -228,7 +228,7 @@ def finished_record(cfg: DictConfig) -> dict | None:
         changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
         raise FmlabError(
             f"{path} holds a finished job whose config differs from this job's in {changed}: the "
-            "sweep changed since it ran. Resume it with the same overrides, or start a new sweep_id."
+            "sweep changed since it ran. Resume with the same overrides, or start a new sweep_id."
         )
     log.info("Skipping: %s is complete (resume_sweep=true)", path)
     return record
