@@ -169,6 +169,13 @@ def test_ranks_from_srun_without_a_shared_folder_are_refused(tmp_path, monkeypat
     prepare_job(job_config([f"hydra.run.dir={tmp_path}"], RunMode.RUN, tmp_path))
 
 
+@pytest.mark.parametrize("launcher", ["parallel", "local"])
+def test_ddp_in_a_worker_process_launcher_is_refused(launcher, tmp_path):
+    overrides = [f"hydra/launcher={launcher}", "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}"]
+    with pytest.raises(FmlabError, match="trainer.devices=2"):
+        prepare_job(job_config(overrides, RunMode.MULTIRUN, tmp_path))
+
+
 def test_slurm_launcher_asks_for_what_the_trainer_uses():
     cfg = compose_hydra(["hydra/launcher=slurm", "trainer=ddp_slurm", "trainer.num_nodes=2"])
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
+COMMAND = list(sys.argv)  # as typed; a DDP job under -m replaces sys.argv with its own command
 
 
 def visible_gpus() -> list[str]:
@@ -113,9 +114,18 @@ def prepare_job(cfg: DictConfig) -> None:
             "the Optuna sweeper needs a metric to optimise, but optimized_metric is null. Set "
             "optimized_metric=val/acc (or any split/metric the task logs)."
         )
-    _ddp_ranks_run_this_job(cfg)
-    if "joblib" in str(hydra.launcher.get("_target_", "")).lower():
-        _share_machine(int(hydra.launcher.n_jobs), Path(hydra.sweep.dir) / ".slots")
+    launcher = str(hydra.launcher.get("_target_", ""))
+    if launcher.endswith(("JoblibLauncher", "submitit_launcher.LocalLauncher")):
+        if _num_devices(cfg.trainer) > 1:
+            raise FmlabError(
+                f"{launcher.rsplit('.', 1)[-1]} runs each job in a worker process, from which "
+                f"Lightning cannot start the DDP ranks of trainer.devices={cfg.trainer.devices}. "
+                "Run DDP jobs with the default launcher or hydra/launcher=slurm."
+            )
+        if launcher.endswith("JoblibLauncher"):
+            _share_machine(int(hydra.launcher.n_jobs), Path(hydra.sweep.dir) / ".slots")
+    else:
+        _ddp_ranks_run_this_job(cfg)
 
 
 def _refuse_rank_folders(hydra) -> None:
@@ -175,6 +185,7 @@ def _forget_previous_job() -> None:
     next job of the sweep would take them for ranks started from outside and wait forever."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    sys.argv = list(COMMAND)
     for name in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(name, None)
 
