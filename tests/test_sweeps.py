@@ -169,6 +169,16 @@ def test_ranks_from_srun_without_a_shared_folder_are_refused(tmp_path, monkeypat
     prepare_job(job_config([f"hydra.run.dir={tmp_path}"], RunMode.RUN, tmp_path))
 
 
+def test_a_job_whose_ranks_differ_from_its_slurm_tasks_is_refused(tmp_path, monkeypatch):
+    """The launcher sized the array from the command line's trainer, the job swept another."""
+    env = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "train"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = job_config(["trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}"], RunMode.MULTIRUN, tmp_path)
+    with pytest.raises(FmlabError, match="1 tasks per node, but its trainer.devices=2"):
+        prepare_job(cfg)
+
+
 @pytest.mark.parametrize("launcher", ["parallel", "local"])
 def test_ddp_in_a_worker_process_launcher_is_refused(launcher, tmp_path):
     overrides = [f"hydra/launcher={launcher}", "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}"]

@@ -26,7 +26,7 @@ def test_ddp_alone_and_in_multirun_writes_one_folder_per_job(synthetic_data, tmp
     assert not (tmp_path / "logs").exists()  # rank 1 joined the run's folder, made none
     assert (tmp_path / "single" / "train.log").read_text().count("Results:") == 1
 
-    run_cli("fmlab-eval", f"ckpt_path={single['tested']}", f"hydra.run.dir={tmp_path / 'eval'}",
+    run_cli("fmlab-eval", f"ckpt_path='{single['tested']}'", f"hydra.run.dir={tmp_path / 'eval'}",
             f"paths.data_dir={synthetic_data}", "logger=none", cwd=tmp_path)  # fmt: skip
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert evaluated["metrics"]["test/acc"] == pytest.approx(single["metrics"]["test/acc"])
@@ -61,18 +61,18 @@ def slurm_up() -> bool:
 
 
 @pytest.mark.skipif(not slurm_up(), reason="no SLURM cluster: run ../shared/slurm/start.sh")
-def test_slurm_sweep_of_a_single_and_a_ddp_job(synthetic_data, tmp_path):
-    """A job array of two: one process, and two SLURM tasks that Lightning takes as DDP ranks."""
+def test_slurm_sweep_of_two_ddp_jobs(synthetic_data, tmp_path):
+    """A job array of two jobs, each two SLURM tasks that Lightning takes as its DDP ranks."""
     proc = run_cli(
-        "fmlab-train", "-m", "hydra/launcher=slurm", "trainer=cpu,ddp_cpu", "sweep_id=slurm",
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", "seed=1", "logger=csv",
-        *tiny(synthetic_data), cwd=tmp_path,
+        "fmlab-train", "-m", "hydra/launcher=slurm", "trainer=ddp_cpu", "seed=1,2",
+        "sweep_id=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10",
+        "logger=csv", *tiny(synthetic_data), cwd=tmp_path,
         env={"PATH": f"{SACCT_SHIM}{os.pathsep}{os.environ['PATH']}"},
     )  # fmt: skip
     assert "Submitit 'slurm' sweep" in proc.stdout + proc.stderr
     sweep = tmp_path / "logs" / "train" / "multiruns" / "slurm"
     jobs = records(sweep)
     assert list(jobs) == ["0", "1"] and all(r["status"] == "complete" for r in jobs.values())
-    assert [r["timing"]["train_steps"] for r in jobs.values()] == [4, 2]  # DDP halves the steps
-    assert len(list(sweep.glob(".submitit/**/*_log.out"))) == 3  # 1 task, then 2 DDP tasks
+    assert all(r["timing"]["train_steps"] == 2 for r in jobs.values())  # each rank: half the data
+    assert len(list(sweep.glob(".submitit/**/*_log.out"))) == 4  # 2 jobs x 2 tasks
     assert [p.name for p in (tmp_path / "logs" / "train" / "multiruns").iterdir()] == ["slurm"]

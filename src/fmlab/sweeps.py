@@ -85,10 +85,15 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def slurm_job() -> bool:
+    """Inside a SLURM batch job, where Lightning takes its ranks from SLURM (as it decides)."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", None)
+
+
 def ranks_from_outside() -> int:
     """Processes that srun or torchrun started for this one run (Lightning's own DDP children
     carry LOCAL_RANK and a fixed hydra.run.dir, and are not counted)."""
-    if "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", None):
+    if slurm_job():
         return int(os.environ["SLURM_NTASKS"])
     if "TORCHELASTIC_RUN_ID" in os.environ:
         return int(os.environ.get("WORLD_SIZE", 1))
@@ -100,6 +105,7 @@ def prepare_job(cfg: DictConfig) -> None:
     hydra = HydraConfig.get()
     if not in_multirun():
         _refuse_rank_folders(hydra)
+    _check_slurm_tasks(cfg)
     if rank_zero_only.rank != 0:
         logging.getLogger().setLevel(logging.ERROR)  # rank 0 alone writes the job's log
         return  # rank 0 made the checks below, and launched this rank
@@ -126,6 +132,18 @@ def prepare_job(cfg: DictConfig) -> None:
             _share_machine(int(hydra.launcher.n_jobs), Path(hydra.sweep.dir) / ".slots")
     else:
         _ddp_ranks_run_this_job(cfg)
+
+
+def _check_slurm_tasks(cfg: DictConfig) -> None:
+    """The launcher asks SLURM for resources once per sweep, from the command line's trainer; a
+    job whose own trainer wants another number of ranks would fail inside Lightning."""
+    tasks = os.environ.get("SLURM_NTASKS_PER_NODE")
+    if slurm_job() and tasks and int(tasks) != _num_devices(cfg.trainer):
+        raise FmlabError(
+            f"this SLURM job has {tasks} tasks per node, but its trainer.devices="
+            f"{cfg.trainer.devices}: the launcher sets one task per device for the whole sweep. "
+            "Give trainer.devices (or trainer=...) outside the swept values, one sweep per value."
+        )
 
 
 def _refuse_rank_folders(hydra) -> None:
