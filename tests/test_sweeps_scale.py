@@ -31,7 +31,7 @@ def test_ddp_alone_and_in_multirun_writes_one_folder_per_job(synthetic_data, tmp
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert evaluated["metrics"]["test/acc"] == pytest.approx(single["metrics"]["test/acc"])
 
-    run_cli(*args[:2], "-m", "seed=1,2", "sweep_id=ddp", *args[3:], cwd=tmp_path)
+    run_cli(args[0], "-m", args[1], "seed=1,2", "sweep_id=ddp", *args[3:], cwd=tmp_path)
     assert [p.name for p in (tmp_path / "logs" / "train" / "multiruns").iterdir()] == ["ddp"]
     jobs = records(tmp_path / "logs" / "train" / "multiruns" / "ddp")
     assert list(jobs) == ["0", "1"] and all(r["timing"]["train_steps"] == 2 for r in jobs.values())
