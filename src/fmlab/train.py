@@ -9,12 +9,13 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
+from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def train(cfg: DictConfig) -> dict:
     timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
     loggers = instantiate_loggers(cfg.get("logger"))
+    if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(config)
@@ -120,8 +123,9 @@ def train(cfg: DictConfig) -> dict:
         "output_dir": str(output_dir.resolve()),
         "config": config,
     }
-    write_json_atomic(output_dir / "results.json", record)
-    log.info("Results: %s", output_dir / "results.json")
+    if trainer.is_global_zero:  # one record per job, however many DDP ranks ran it
+        write_json_atomic(output_dir / "results.json", record)
+        log.info("Results: %s", output_dir / "results.json")
     return record
 
 
@@ -141,7 +145,8 @@ def optimized_value(record: dict) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        return optimized_value(train(cfg))
+        prepare_job(cfg)
+        return optimized_value(finished_record(cfg) or train(cfg))
     except FmlabError as err:
         log.error("%s", err)
         raise SystemExit(1) from None
