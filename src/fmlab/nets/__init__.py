@@ -1,5 +1,8 @@
 """Plain torch.nn.Module networks: they import only torch and return logits."""
 
 from fmlab.nets.convnet import ConvNet
+from fmlab.nets.gpt import GPT
+from fmlab.nets.rnn import RecurrentLM
+from fmlab.nets.sequence_classifier import SequenceClassifier
 
-__all__ = ["ConvNet"]
+__all__ = ["GPT", "ConvNet", "RecurrentLM", "SequenceClassifier"]
