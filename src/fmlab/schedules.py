@@ -5,8 +5,8 @@ import math
 
 
 class WarmupCosine:
-    """nanoGPT's ``get_lr`` as a factor of ``lr``: linear warm-up over ``warmup_iters`` steps, cosine
-    decay to ``min_lr`` at ``lr_decay_iters``, then ``min_lr``."""
+    """nanoGPT's ``get_lr`` as a factor of ``lr``: linear warm-up over ``warmup_iters`` steps,
+    cosine decay to ``min_lr`` at ``lr_decay_iters``, then ``min_lr``."""
 
     def __init__(self, lr: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> None:
         if not 0 <= warmup_iters < lr_decay_iters:

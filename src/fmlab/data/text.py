@@ -33,7 +33,12 @@ class RandomWindows(IterableDataset):
     """Endless batches of random windows (B, block_size + 1), one gather each."""
 
     def __init__(self, tokens: torch.Tensor, block_size: int, batch_size: int, seed: int) -> None:
-        self.tokens, self.block_size, self.batch_size, self.seed = tokens, block_size, batch_size, seed
+        self.tokens, self.block_size, self.batch_size, self.seed = (
+            tokens,
+            block_size,
+            batch_size,
+            seed,
+        )
         self.offsets = torch.arange(block_size + 1)
 
     def __iter__(self):
@@ -85,7 +90,11 @@ class TextDataModule(L.LightningDataModule):
                 f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must "
                 "be ≥ 0 and leave some text for training (sum < 1)."
             )
-        self.data_dir, self.corpus, self.tokenizer_kind = Path(data_dir).expanduser(), corpus, tokenizer
+        self.data_dir, self.corpus, self.tokenizer_kind = (
+            Path(data_dir).expanduser(),
+            corpus,
+            tokenizer,
+        )
         self.bpe_vocab_size, self.block_size = bpe_vocab_size, block_size
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed

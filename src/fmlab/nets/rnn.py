@@ -49,8 +49,8 @@ class RecurrentLM(nn.Module):
         state = self.state if self.carry_state and self._fits(B) else None
         out, state = self.rnn(self.drop(self.embedding(idx)), state)  # (B, T, hidden_size)
         if self.carry_state:
-            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else (
-                state.detach()
+            self.state = (
+                tuple(s.detach() for s in state) if isinstance(state, tuple) else (state.detach())
             )
         logits = self.head(self.drop(out))  # (B, T, vocab_size)
         if targets is None:
