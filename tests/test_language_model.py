@@ -4,6 +4,7 @@ classification through the classification task."""
 import csv
 import json
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -128,3 +129,19 @@ def test_sequence_classification_on_generated_labelled_text(model, compose_cfg, 
     result = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     assert result["test/acc"] >= 0.9, result
     assert datamodule.record["sizes"] == {"val": 24, "test": 24, "train": 192}
+
+
+def test_data_with_another_tokenizer_is_refused_for_the_checkpoint(trained_lm, tmp_path):
+    from fmlab.data import TextDataModule
+    from fmlab.errors import FmlabError
+
+    run_dir, record = trained_lm
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["TextDataModule"]
+    corpus = tmp_path / "tinyshakespeare" / "input.txt"
+    corpus.parent.mkdir()
+    corpus.write_text(Path(record["data"]["files"]["all"]).read_text())
+    same = TextDataModule(str(tmp_path), block_size=32)
+    same.load_state_dict(state)  # the same text builds the same tokenizer
+    corpus.write_text(corpus.read_text() + "Zebra!")
+    with pytest.raises(FmlabError, match="different tokenizer"):
+        TextDataModule(str(tmp_path), block_size=32).load_state_dict(state)

@@ -92,3 +92,16 @@ def test_warmup_cosine_is_nanogpts_get_lr():
 
     for it in (0, 50, 99, 100, 1000, 1999, 2000, 2500):
         assert schedule(it) * 1e-3 == pytest.approx(get_lr(it))
+
+
+def test_recurrent_state_is_carried_only_when_asked():
+    torch.manual_seed(0)
+    net = RecurrentLM(10, "lstm", 8, 8, carry_state=True).eval()
+    idx = torch.randint(10, (2, 5))
+    first, second = net(idx)[0], net(idx)[0]
+    assert not torch.allclose(first, second)  # the second call started from the first's state
+    net.reset_state()
+    assert torch.allclose(net(idx)[0], first)
+    assert net(idx[:1])[0].shape == (1, 5, 10)  # another batch size starts afresh
+    net.carry_state = False
+    assert torch.allclose(net(idx)[0], first)

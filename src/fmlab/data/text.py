@@ -120,11 +120,13 @@ class TextDataModule(L.LightningDataModule):
         return {"tokenizer": self.tokenizer.to_dict()} if self.tokenizer else {}
 
     def load_state_dict(self, state: dict) -> None:
+        """On resume and evaluation: refuse data whose tokenizer is not the checkpoint's."""
+        self._load()
         if state.get("tokenizer") and self.tokenizer.to_dict() != state["tokenizer"]:
             raise FmlabError(
-                "the checkpoint was trained with a different tokenizer than this data builds "
-                "(changed corpus or data.tokenizer settings); resume with the data it was "
-                "trained on."
+                f"the checkpoint was trained with a different tokenizer than corpus "
+                f"{self.corpus!r} with data.tokenizer={self.tokenizer_kind} builds now (the corpus "
+                "or the tokenizer settings changed); use the data it was trained on."
             )
 
     # ---- Lightning hooks ----------------------------------------------------------------
