@@ -170,6 +170,14 @@ class TextDataModule(L.LightningDataModule):
             )
         # Non-overlapping windows of block_size + 1 tokens that share their boundary token.
         windows = tokens[: n * self.block_size + 1].unfold(0, self.block_size + 1, self.block_size)
+        log.info(
+            "%s: %d non-overlapping windows of %d tokens score all %d positions of the split "
+            "once (deterministic; nanoGPT estimates this mean from eval_iters random batches)",
+            split,
+            n,
+            self.block_size,
+            n * self.block_size,
+        )
         sampler = BatchIndices(n, self.eval_batch_size, shuffle=False)
         return DataLoader(Rows(windows), batch_size=None, sampler=sampler)
 
