@@ -142,6 +142,6 @@ def test_data_with_another_tokenizer_is_refused_for_the_checkpoint(trained_lm, t
     corpus.write_text(Path(record["data"]["files"]["all"]).read_text())
     same = TextDataModule(str(tmp_path), block_size=32)
     same.load_state_dict(state)  # the same text builds the same tokenizer
-    corpus.write_text(corpus.read_text() + "Zebra!")
+    corpus.write_text("Zebra! " + corpus.read_text())  # new characters in the training split
     with pytest.raises(FmlabError, match="different tokenizer"):
         TextDataModule(str(tmp_path), block_size=32).load_state_dict(state)
