@@ -145,3 +145,47 @@ def test_data_with_another_tokenizer_is_refused_for_the_checkpoint(trained_lm, t
     corpus.write_text("Zebra! " + corpus.read_text())  # new characters in the training split
     with pytest.raises(FmlabError, match="different tokenizer"):
         TextDataModule(str(tmp_path), block_size=32).load_state_dict(state)
+
+
+def test_the_task_trains_exactly_like_nanogpts_loop():
+    """Same initial weights and batches: Lightning + LanguageModel (param groups, per-step
+    schedule, clipping) and nanoGPT's hand-written loop end with the same weights."""
+    import copy
+    import functools
+
+    from fmlab.nets import GPT
+    from fmlab.schedules import WarmupCosine
+    from fmlab.tasks import LanguageModel
+
+    torch.manual_seed(0)
+    net = GPT(30, 16, 1, 2, 32)
+    reference = copy.deepcopy(net)
+    windows = [torch.randint(30, (4, 17)) for _ in range(12)]
+    batches = [(w[:, :-1], w[:, 1:]) for w in windows]
+    adamw = functools.partial(torch.optim.AdamW, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
+    schedule = functools.partial(
+        torch.optim.lr_scheduler.LambdaLR, lr_lambda=WarmupCosine(1e-2, 1e-3, 3, 12)
+    )
+    trainer = L.Trainer(
+        max_steps=12, gradient_clip_val=1.0, accelerator="cpu", logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer.fit(LanguageModel(net, adamw, schedule), train_dataloaders=loader)
+
+    params = list(reference.parameters())
+    optimizer = adamw(
+        [
+            {"params": [p for p in params if p.dim() >= 2]},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+    )
+    scheduler = schedule(optimizer)
+    for x, y in batches:
+        reference(x, y)[1].backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        scheduler.step()
+    for trained, expected in zip(net.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(trained, expected)
