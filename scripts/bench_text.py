@@ -48,6 +48,7 @@ def loop(steps: int, cache_dir: str) -> dict:
         ratio = (it - WARMUP) / (DECAY - WARMUP)
         return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (LR - MIN_LR)
 
+    losses = []
     started = time.perf_counter()
     for it in range(steps):
         for group in optimizer.param_groups:
@@ -55,12 +56,14 @@ def loop(steps: int, cache_dir: str) -> dict:
         starts = torch.randint(len(tokens) - BLOCK, (BATCH, 1))
         window = tokens[starts + offsets].long()  # (B, BLOCK + 1)
         _, loss = model(window[:, :-1], window[:, 1:])
+        losses.append(loss.detach())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - started
-    return {"ms_per_step": 1000 * seconds / steps, "last_loss": loss.item()}
+    last = losses[steps - steps % 50 - 50 : steps - steps % 50]  # fmlab's last train/loss window
+    return {"ms_per_step": 1000 * seconds / steps, "last_loss": torch.stack(last).mean().item()}
 
 
 def fmlab(steps: int, cache_dir: str) -> dict:
@@ -110,7 +113,8 @@ def main() -> None:
             print(f"repeat {repeat} {mode:6s} {result['ms_per_step']:7.1f} ms/step", flush=True)
             if mode not in best or result["ms_per_step"] < best[mode]["ms_per_step"]:
                 best[mode] = result
-    print(f"\n{'':24s}{'ms/step':>9s}{'loss':>8s}   ({args.steps} steps, best of {args.repeat})")
+    print(f"\n{'':24s}{'ms/step':>9s}{'loss':>8s}   ({args.steps} steps, best of {args.repeat};")
+    print("loss: mean training loss of the last whole 50 steps)")
     names = {"loop": "hand-written loop", "fmlab": "fmlab-train"}
     for mode, result in best.items():
         print(f"{names[mode]:24s}{result['ms_per_step']:9.1f}{result['last_loss']:8.3f}")
