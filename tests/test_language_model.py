@@ -41,6 +41,8 @@ def trained_lm(synthetic_text, tmp_path_factory):
         f"paths.data_dir={synthetic_text}",
         f"hydra.run.dir={run_dir}",
         cwd=root,
+        # A net this small runs fastest on one thread; two fight over a shared, loaded CPU.
+        env={"OMP_NUM_THREADS": "1"},
     )
     return run_dir, json.loads((run_dir / "results.json").read_text())
 
@@ -80,6 +82,7 @@ def test_sampling_from_the_checkpoint(trained_lm, tmp_path):
         "num_samples=2",
         f"hydra.run.dir={tmp_path / 'sample'}",
         cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
     )
     samples = (tmp_path / "sample" / "samples.txt").read_text().split("\n---------------\n")
     assert len(samples) == 2
@@ -104,6 +107,15 @@ def write_labelled(path, n=240, seed=0):
 
 @pytest.mark.parametrize("model", ["seq_lstm", "seq_transformer"])
 def test_sequence_classification_on_generated_labelled_text(model, compose_cfg, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets: one thread is fastest, and immune to a loaded CPU
+    try:
+        _train_sequence_classifier(model, compose_cfg, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_sequence_classifier(model, compose_cfg, tmp_path):
     path = write_labelled(tmp_path / "labels.tsv")
     cfg = compose_cfg(
         "train",
