@@ -16,6 +16,7 @@ from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
+    transfer = init_from_checkpoint(task.net, cfg.init_from) if cfg.get("init_from") else None
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):
@@ -109,6 +111,7 @@ def train(cfg: DictConfig) -> dict:
             "last": getattr(checkpoint, "last_model_path", None) or None,
         },
         "data": datamodule.record,
+        "transfer": transfer,  # what init_from loaded into the net, or None
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,
