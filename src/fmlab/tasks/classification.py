@@ -29,9 +29,10 @@ class ImageClassifier(L.LightningModule):
     Logs ``{split}/loss`` and ``{split}/acc`` once per epoch for every split,
     ``{val,test}/balanced_acc`` (the mean per-class accuracy) and, with ``class_metrics``,
     ``{val,test}/acc_class<i>``; the training loss ``train/loss_step`` every
-    ``trainer.log_every_n_steps`` steps. ``optimizer`` and ``scheduler`` are factories (Hydra ``_partial_: true``). Class weights are computed from
-    ``datamodule.class_counts`` when fitting or testing. Only primitives are saved as
-    hyper-parameters, so every checkpoint loads under torch's default ``weights_only=True``.
+    ``trainer.log_every_n_steps`` steps. ``optimizer`` and ``scheduler`` are factories (Hydra
+    ``_partial_: true``). Class weights are computed from ``datamodule.class_counts`` when
+    fitting or testing. Only primitives are saved as hyper-parameters, so every checkpoint loads
+    under torch's default ``weights_only=True``.
     """
 
     def __init__(
