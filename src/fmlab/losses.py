@@ -16,7 +16,9 @@ def class_weights(counts, kind: str, beta: float = 0.9999) -> torch.Tensor | Non
     """Per-class loss weights from the training set's class counts, summing to the class count."""
     if kind == "none":
         return None
-    n = torch.as_tensor(counts, dtype=torch.float64)
+    # A class without training images never reaches the loss; counting it as 1 keeps the
+    # weights finite.
+    n = torch.as_tensor(counts, dtype=torch.float64).clamp(min=1)
     if kind == "inverse":
         weights = 1.0 / n
     elif kind == "effective":
