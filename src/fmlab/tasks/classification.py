@@ -12,8 +12,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from fmlab import losses
 from fmlab.errors import FmlabError
-from fmlab.losses import CLASS_WEIGHTS, class_weights, focal_loss, weighted_cross_entropy
 from fmlab.transfer import head_name, in_head
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -127,12 +127,13 @@ class ImageClassifier(L.LightningModule):
                     "counts, which this data module does not provide (no `class_counts`). Use "
                     "task.class_weights=none with it."
                 )
-            weight = class_weights(counts, hp.class_weights, hp.class_weights_beta).to(self.device)
+            weight = losses.class_weights(counts, hp.class_weights, hp.class_weights_beta)
+            weight = weight.to(self.device)
         if hp.loss == "focal":
-            self.criterion = partial(focal_loss, gamma=hp.focal_gamma, weight=weight)
+            self.criterion = partial(losses.focal_loss, gamma=hp.focal_gamma, weight=weight)
         elif weight is not None:
             self.criterion = partial(
-                weighted_cross_entropy, weight=weight, label_smoothing=hp.label_smoothing
+                losses.weighted_cross_entropy, weight=weight, label_smoothing=hp.label_smoothing
             )
 
     def on_train_epoch_start(self) -> None:
@@ -222,8 +223,10 @@ def _natural_interval(factory) -> str:
 def _check_choices(loss, weights, label_smoothing, interval) -> None:
     if loss not in ("cross_entropy", "focal"):
         raise FmlabError(f"task.loss={loss!r} is not a loss; use cross_entropy or focal.")
-    if weights not in CLASS_WEIGHTS:
-        raise FmlabError(f"task.class_weights={weights!r}: use one of {list(CLASS_WEIGHTS)}.")
+    if weights not in losses.CLASS_WEIGHTS:
+        raise FmlabError(
+            f"task.class_weights={weights!r}: use one of {list(losses.CLASS_WEIGHTS)}."
+        )
     if loss == "focal" and label_smoothing:
         raise FmlabError("task.loss=focal takes no label smoothing; set task.label_smoothing=0.")
     if interval not in (None, "step", "epoch"):
