@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
+from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
 from fmlab.transfer import init_from_checkpoint
 
@@ -125,8 +126,9 @@ def train(cfg: DictConfig) -> dict:
         "output_dir": str(output_dir.resolve()),
         "config": config,
     }
-    write_json_atomic(output_dir / "results.json", record)
-    log.info("Results: %s", output_dir / "results.json")
+    if trainer.is_global_zero:  # one record per job, however many DDP ranks ran it
+        write_json_atomic(output_dir / "results.json", record)
+        log.info("Results: %s", output_dir / "results.json")
     return record
 
 
@@ -146,7 +148,8 @@ def optimized_value(record: dict) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        return optimized_value(train(cfg))
+        prepare_job(cfg)
+        return optimized_value(finished_record(cfg) or train(cfg))
     except FmlabError as err:
         log.error("%s", err)
         raise SystemExit(1) from None
