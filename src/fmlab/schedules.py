@@ -1,7 +1,8 @@
 """Learning-rate schedules that torch does not ship as one class, as LambdaLR factors.
 
-The functions are sized in the units the task steps them in (``task.scheduler_interval``): optimizer steps
-or epochs. ``total_steps`` is left out of the config: the task fills it with the run's length.
+The functions are sized in the units the task steps them in (``task.scheduler_interval``):
+optimizer steps or epochs. ``total_steps`` is left out of the config: the task fills it with the
+run's length. ``WarmupCosine`` is nanoGPT's schedule, in optimizer steps.
 """
 
 import math
