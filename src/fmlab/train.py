@@ -109,6 +109,7 @@ def train(cfg: DictConfig) -> dict:
             "last": getattr(checkpoint, "last_model_path", None) or None,
         },
         "data": datamodule.record,
+        **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,
