@@ -163,8 +163,8 @@ def build_features(
     if features == "inception":
         if not inception_weights:
             raise FmlabError(
-                "task.fid_features=inception needs task.inception_weights=<path of torch-fidelity's "
-                "pt_inception-2015-12-05-6726825d.pth>; it cannot be downloaded here."
+                "task.fid_features=inception needs task.inception_weights=<path of torch-fidelity's"
+                " pt_inception-2015-12-05-6726825d.pth>; it cannot be downloaded here."
             )
         extractor = InceptionFeatures(inception_weights)  # refuses a missing or unusable file
         path = Path(inception_weights).expanduser().resolve()

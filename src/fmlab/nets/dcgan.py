@@ -57,7 +57,11 @@ class Discriminator(nn.Module):
     """
 
     def __init__(
-        self, width: int = 64, channels: int = 3, spectral_norm: bool = False, batch_norm: bool = True
+        self,
+        width: int = 64,
+        channels: int = 3,
+        spectral_norm: bool = False,
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         wrap = sn if spectral_norm else (lambda m: m)

@@ -61,7 +61,9 @@ class GAN(L.LightningModule):
         self.automatic_optimization = False
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        noise = torch.randn(grid_size**2, net.latent_dim, generator=torch.Generator().manual_seed(noise_seed))
+        noise = torch.randn(
+            grid_size**2, net.latent_dim, generator=torch.Generator().manual_seed(noise_seed)
+        )
         self.register_buffer("fixed_noise", noise)  # (grid², latent_dim), saved in checkpoints
         self.samples: list[str] = []
         self.metrics: tuple = ()  # (FID, KID), outside the module tree: never in a checkpoint
@@ -84,8 +86,8 @@ class GAN(L.LightningModule):
                 f"the GAN generates images in [-1, 1] but data.mean={list(dm.mean)} and "
                 f"data.std={list(dm.std)} map the real ones elsewhere; set both to [0.5, 0.5, 0.5]."
             )
-        if self.features_record is None:  # before training: a bad extractor fails fast
-            h = self.hparams
+        h = self.hparams
+        if self.features_record is None and h.fid_features != "none":  # a bad one fails fast
             extractor, self.features_name, self.features_record = build_features(
                 h.fid_features, h.inception_weights, dm, h.fid_cache_dir
             )
@@ -146,7 +148,9 @@ class GAN(L.LightningModule):
         self.net.generator.eval()
         images = self.net.generator(self.fixed_noise)  # (grid², C, 32, 32) in [-1, 1]
         self.net.generator.train(was_training)
-        grid = make_grid(images, nrow=self.hparams.grid_size, padding=2, normalize=True, value_range=(-1, 1))
+        grid = make_grid(
+            images, nrow=self.hparams.grid_size, padding=2, normalize=True, value_range=(-1, 1)
+        )
         path = Path(self.trainer.default_root_dir) / "samples" / f"step{self.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_png((grid * 255).round().to(torch.uint8).cpu(), str(path))
@@ -164,7 +168,7 @@ class GAN(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         real = batch[0][: self.hparams.fid_images - self.fid_seen]  # (b, C, H, W) in [-1, 1]
-        if len(real) == 0:
+        if len(real) == 0 or not self.metrics:
             return
         self.fid_seen += len(real)
         fake = self.net.generator(self.noise(len(real)))
@@ -173,6 +177,8 @@ class GAN(L.LightningModule):
             metric.update((fake + 1) / 2, real=False)
 
     def on_test_epoch_end(self) -> None:
+        if not self.metrics:
+            return
         fid, kid = self.metrics
         kid.subset_size = min(kid.subset_size, self.fid_seen)  # a small test set still gets a KID
         kid_mean, kid_std = kid.compute()
