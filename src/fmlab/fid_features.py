@@ -9,6 +9,7 @@ run record says which checkpoint (path and sha256) produced it.
 Every extractor takes float images (B, 3, H, W) in [0, 1] and returns (B, num_features).
 """
 
+import fcntl
 import hashlib
 import logging
 import subprocess
@@ -133,6 +134,13 @@ def default_classifier(data_dir: str, data_fingerprint: str, cache_dir: str) -> 
     """The checkpoint of ``experiment=fid_convnet`` on this data, trained by fmlab-train once (in
     a child process, so this run's random state and loggers are untouched) and then reused."""
     run_dir = Path(cache_dir).expanduser() / f"{DEFAULT_RECIPE}-{recipe_key(data_fingerprint)}"
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the jobs of a sweep train it once, not once each
+        return _train_once(run_dir, data_dir)
+
+
+def _train_once(run_dir: Path, data_dir: str) -> Path:
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if (run_dir / "results.json").is_file() and ckpt.is_file():
         return ckpt
