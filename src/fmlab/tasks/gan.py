@@ -92,7 +92,7 @@ class GAN(L.LightningModule):
                 h.fid_features, h.inception_weights, dm, h.fid_cache_dir
             )
             self.metrics = (
-                FrechetInceptionDistance(feature=extractor, reset_real_features=False),
+                FrechetInceptionDistance(feature=extractor),
                 KernelInceptionDistance(feature=extractor, subset_size=h.kid_subset_size),
             )
 
