@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
+from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
+    transfer = init_from_checkpoint(task.net, cfg.init_from) if cfg.get("init_from") else None
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):
@@ -111,6 +114,7 @@ def train(cfg: DictConfig) -> dict:
             "last": getattr(checkpoint, "last_model_path", None) or None,
         },
         "data": datamodule.record,
+        "transfer": transfer,  # what init_from loaded into the net, or None
         **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,
@@ -123,8 +127,9 @@ def train(cfg: DictConfig) -> dict:
         "output_dir": str(output_dir.resolve()),
         "config": config,
     }
-    write_json_atomic(output_dir / "results.json", record)
-    log.info("Results: %s", output_dir / "results.json")
+    if trainer.is_global_zero:  # one record per job, however many DDP ranks ran it
+        write_json_atomic(output_dir / "results.json", record)
+        log.info("Results: %s", output_dir / "results.json")
     return record
 
 
@@ -144,7 +149,8 @@ def optimized_value(record: dict) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        return optimized_value(train(cfg))
+        prepare_job(cfg)
+        return optimized_value(finished_record(cfg) or train(cfg))
     except FmlabError as err:
         log.error("%s", err)
         raise SystemExit(1) from None
