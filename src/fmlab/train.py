@@ -77,12 +77,14 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
 
-    timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
+    # Training time alone (no setup, no testing) for the record's throughput. It also enforces
+    # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
+    timer = Timer(duration=cfg.trainer.get("max_time"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_time=None)
     for logger in loggers:
         logger.log_hyperparams(config)
 
@@ -115,6 +117,7 @@ def train(cfg: DictConfig) -> dict:
         },
         "data": datamodule.record,
         "transfer": transfer,  # what init_from loaded into the net, or None
+        **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,
