@@ -1,14 +1,17 @@
 """Plain torch.nn.Module networks: they import only torch and return logits."""
 
 from fmlab.nets.convnet import ConvNet
-<<<<<<< HEAD
+from fmlab.nets.dcgan import DCGAN, Discriminator, Generator
 from fmlab.nets.gpt import GPT
 from fmlab.nets.rnn import RecurrentLM
 from fmlab.nets.sequence_classifier import SequenceClassifier
 
-__all__ = ["GPT", "ConvNet", "RecurrentLM", "SequenceClassifier"]
-=======
-from fmlab.nets.dcgan import DCGAN, Discriminator, Generator
-
-__all__ = ["ConvNet", "DCGAN", "Discriminator", "Generator"]
->>>>>>> main
+__all__ = [
+    "DCGAN",
+    "GPT",
+    "ConvNet",
+    "Discriminator",
+    "Generator",
+    "RecurrentLM",
+    "SequenceClassifier",
+]
