@@ -102,3 +102,45 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
             f"{args} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def write_text_corpus(path: Path, chars: int = 30_000, seed: int = 0) -> Path:
+    """A play-like text of ``chars`` characters: speakers and lines of a small vocabulary, so a
+    small language model can learn it within a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    speakers = ["ROMEO", "JULIET", "FIRST CITIZEN", "MENENIUS"]
+    words = "the and of to my thou thee love lord good sweet night day speak hear king".split()
+    parts, size = [], 0
+    while size < chars:
+        line = " ".join(rng.choice(words, rng.integers(4, 10))).capitalize()
+        part = f"{rng.choice(speakers)}:\n{line}.\n\n"
+        parts.append(part)
+        size += len(part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(parts)[:chars], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_text(synthetic_data) -> Path:
+    """The synthetic data folder plus a small tinyshakespeare/input.txt and wikitext-2-raw/ (the
+    official file names), so every text recipe runs without the real corpora."""
+    write_text_corpus(synthetic_data / "tinyshakespeare" / "input.txt")
+    for i, split in enumerate(("train", "valid", "test")):
+        chars = 30_000 if split == "train" else 5_000
+        write_text_corpus(synthetic_data / "wikitext-2-raw" / f"wiki.{split}.raw", chars, i)
+    return synthetic_data
+
+
+@pytest.fixture
+def shakespeare(tmp_path) -> Path:
+    """A writable copy of the real tiny-shakespeare (data folder holding tinyshakespeare/)."""
+    source = Path(REAL_DATA or "") / "tinyshakespeare" / "input.txt"
+    if not REAL_DATA or not source.is_file():
+        pytest.skip(
+            "needs the real tiny-shakespeare: set FMLAB_DATA_DIR to the folder holding "
+            "tinyshakespeare/input.txt (.ci/run copies it from ../shared/data/tinyshakespeare)"
+        )
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_bytes(source.read_bytes())
+    return tmp_path

@@ -8,7 +8,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fmlab import CONF_DIR
-from fmlab.tasks import ImageClassifier
 from fmlab.tracking import instantiate_loggers
 from fmlab.train import build
 
@@ -17,6 +16,8 @@ OPTIONS = {
     group: sorted(p.stem for p in Path(CONF_DIR, group).glob("*.yaml"))
     for group in ("model", "optimizer", "scheduler", "trainer", "callbacks", "logger")
 }
+# Models that the default task (classification) cannot train, with the task that can.
+TASK_OF_MODEL = {"dcgan": "gan"}
 
 
 def test_groups_have_their_options():
@@ -24,14 +25,19 @@ def test_groups_have_their_options():
     assert {"wandb", "csv", "none"} <= set(OPTIONS["logger"])
 
 
+# Models that read text, composed with text data (the default data set is CIFAR-10).
+TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny_shakespeare"}
+TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic_data):
+def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic_text):
     cfg = compose_cfg(
-        "train", [f"experiment={experiment}", f"paths.data_dir={synthetic_data}", "logger=csv"]
+        "train", [f"experiment={experiment}", f"paths.data_dir={synthetic_text}", "logger=csv"]
     )
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     datamodule, task = build(cfg)
-    assert isinstance(task, ImageClassifier)
+    assert isinstance(task, L.LightningModule)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger))
     assert isinstance(trainer, L.Trainer)
@@ -40,8 +46,16 @@ def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic
 @pytest.mark.parametrize(
     ("group", "option"), [(g, o) for g, options in OPTIONS.items() for o in options]
 )
-def test_every_option_composes(group, option, compose_cfg, synthetic_data):
-    cfg = compose_cfg("train", [f"{group}={option}", f"paths.data_dir={synthetic_data}"])
+def test_every_option_composes(group, option, compose_cfg, synthetic_text, tmp_path):
+    overrides = [f"{group}={option}", f"paths.data_dir={synthetic_text}"]
+    if group == "model" and option in TASK_OF_MODEL:
+        overrides.append(f"task={TASK_OF_MODEL[option]}")
+    if TEXT_DATA.get(option) == "tiny_shakespeare":
+        overrides += ["data=tiny_shakespeare", "task=language_model", "optimizer=adamw"]
+    elif TEXT_DATA.get(option) == "labelled":
+        (tmp_path / "labels.tsv").write_text("a\tsome text\nb\tother text\n" * 5)
+        overrides += ["data=labelled_text", f"data.path={tmp_path / 'labels.tsv'}"]
+    cfg = compose_cfg("train", overrides)
     OmegaConf.to_container(cfg, resolve=True)
     datamodule, task = build(cfg)
     if group == "optimizer":

@@ -43,6 +43,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
     datamodule, task = build(train_cfg)
     task.load_state_dict(checkpoint["state_dict"])
+    # The data's own state (a text tokenizer): the data refuses to evaluate with a different one.
+    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False)
     try:

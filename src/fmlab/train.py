@@ -17,6 +17,7 @@ from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
+    transfer = init_from_checkpoint(task.net, cfg.init_from) if cfg.get("init_from") else None
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):
@@ -75,12 +77,14 @@ def train(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
 
-    timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
+    # Training time alone (no setup, no testing) for the record's throughput. It also enforces
+    # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
+    timer = Timer(duration=cfg.trainer.get("max_time"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_time=None)
     for logger in loggers:
         logger.log_hyperparams(config)
 
@@ -112,6 +116,8 @@ def train(cfg: DictConfig) -> dict:
             "last": getattr(checkpoint, "last_model_path", None) or None,
         },
         "data": datamodule.record,
+        "transfer": transfer,  # what init_from loaded into the net, or None
+        **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,

@@ -1,0 +1,126 @@
+"""Benchmark of gpt_shakespeare_char_cpu: fmlab-train against a hand-written nanoGPT-like loop.
+
+Both train the same GPT (4 layers, 4 heads, 128 wide, context 64, batch 12) on tiny-shakespeare
+characters with the same AdamW (decay on matrices only, fused), warm-up + cosine schedule and
+gradient clipping, for ``--steps`` steps without evaluation, each in its own process, interleaved
+``--repeat`` times (the best of each is reported). Prints milliseconds per training step and the
+ratio of speeds (target: fmlab ≥ 0.9× the loop).
+
+    FMLAB_DATA_DIR=/path/holding/tinyshakespeare python scripts/bench_text.py [--steps 300]
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BLOCK, BATCH, LR, MIN_LR, WARMUP, DECAY = 64, 12, 1e-3, 1e-4, 100, 2000
+
+
+def loop(steps: int, cache_dir: str) -> dict:
+    """nanoGPT's train.py inner loop, minus evaluation and logging."""
+    import torch
+
+    from fmlab.data import TextDataModule
+    from fmlab.nets import GPT
+
+    torch.manual_seed(1337)
+    data = TextDataModule(os.environ["FMLAB_DATA_DIR"], block_size=BLOCK, cache_dir=cache_dir)
+    data.setup("fit")
+    tokens = data.tokens["train"]
+    model = GPT(data.tokenizer.vocab_size, BLOCK, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=LR, betas=(0.9, 0.99), fused=True)
+    offsets = torch.arange(BLOCK + 1)
+
+    def get_lr(it: int) -> float:
+        if it < WARMUP:
+            return LR * (it + 1) / (WARMUP + 1)
+        ratio = (it - WARMUP) / (DECAY - WARMUP)
+        return MIN_LR + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (LR - MIN_LR)
+
+    losses = []
+    started = time.perf_counter()
+    for it in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = get_lr(it)
+        starts = torch.randint(len(tokens) - BLOCK, (BATCH, 1))
+        window = tokens[starts + offsets].long()  # (B, BLOCK + 1)
+        _, loss = model(window[:, :-1], window[:, 1:])
+        losses.append(loss.detach())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - started
+    last = losses[steps - steps % 50 - 50 : steps - steps % 50]  # fmlab's last train/loss window
+    return {"ms_per_step": 1000 * seconds / steps, "last_loss": torch.stack(last).mean().item()}
+
+
+def fmlab(steps: int, cache_dir: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            str(Path(sys.executable).with_name("fmlab-train")),
+            "experiment=gpt_shakespeare_char_cpu",
+            f"trainer.max_steps={steps}",
+            "+trainer.limit_val_batches=0",  # the loop does not evaluate either
+            "optimized_metric=null",
+            "callbacks.model_checkpoint.monitor=null",
+            f"data.cache_dir={cache_dir}",
+            f"hydra.run.dir={tmp}/run",
+        ]
+        env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": tmp}
+        subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+        record = json.loads(Path(tmp, "run", "results.json").read_text())
+    timing = record["timing"]
+    return {
+        "ms_per_step": 1000 * timing["train_s"] / timing["train_steps"],
+        "last_loss": record["metrics"].get("train/loss", math.nan),  # mean of the last 50 steps
+    }
+
+
+CHILDREN = {"loop": loop, "fmlab": fmlab}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each; best kept")
+    parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "fmlab-bench"))
+    args = parser.parse_args()
+    if "FMLAB_DATA_DIR" not in os.environ:
+        sys.exit("set FMLAB_DATA_DIR to the folder holding tinyshakespeare/input.txt")
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](args.steps, args.cache_dir)))
+        return
+    best: dict[str, dict] = {}
+    for repeat in range(args.repeat):
+        for mode in CHILDREN:
+            cmd = [sys.executable, __file__, "--child", mode, "--steps", str(args.steps)]
+            cmd += ["--cache-dir", args.cache_dir]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            print(f"repeat {repeat} {mode:6s} {result['ms_per_step']:7.1f} ms/step", flush=True)
+            if mode not in best or result["ms_per_step"] < best[mode]["ms_per_step"]:
+                best[mode] = result
+    print(f"\n{'':24s}{'ms/step':>9s}{'loss':>8s}   ({args.steps} steps, best of {args.repeat};")
+    print("loss: mean training loss of the last whole 50 steps)")
+    names = {"loop": "hand-written loop", "fmlab": "fmlab-train"}
+    for mode, result in best.items():
+        print(f"{names[mode]:24s}{result['ms_per_step']:9.1f}{result['last_loss']:8.3f}")
+    ratio = best["loop"]["ms_per_step"] / best["fmlab"]["ms_per_step"]
+    print(f"fmlab speed / loop speed: {ratio:.2f}x (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Where text corpora live, how they are split, and how they are fetched when missing."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmlab.errors import FmlabError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NamedCorpus:
+    folder: str  # under data_dir
+    files: dict[str, str]  # split -> file name inside folder ("all": one file split by fractions)
+    url: str
+    archive: str | None  # None: `url` is the text file itself
+
+
+CORPORA = {
+    # char-rnn's copy, the one nanoGPT downloads (md5 6fb458f1232090904fb40fe944165e91).
+    "tiny_shakespeare": NamedCorpus(
+        "tinyshakespeare",
+        {"all": "input.txt"},
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        None,
+    ),
+    # Merity et al. 2016, raw (untokenised) release with its official train/valid/test split.
+    "wikitext2": NamedCorpus(
+        "wikitext-2-raw",
+        {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"},
+        "https://wikitext.smerity.com/wikitext-2-raw-v1.zip",
+        "wikitext-2-raw-v1.zip",
+    ),
+    "wikitext103": NamedCorpus(
+        "wikitext-103-raw",
+        {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"},
+        "https://wikitext.smerity.com/wikitext-103-raw-v1.zip",
+        "wikitext-103-raw-v1.zip",
+    ),
+}
+
+
+def corpus_files(corpus: str, data_dir: Path) -> dict[str, Path]:
+    """Split name (or "all") -> file(s); a path corpus is a file or every *.txt under a folder."""
+    if corpus in CORPORA:
+        spec = CORPORA[corpus]
+        return {split: data_dir / spec.folder / name for split, name in spec.files.items()}
+    path = Path(corpus).expanduser()
+    if path.is_file():
+        return {"all": path}
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if files:
+            return {f"all:{i}": p for i, p in enumerate(files)}
+    raise FmlabError(
+        f"data.corpus={corpus!r} is neither a named corpus ({', '.join(CORPORA)}) nor an existing "
+        "text file or folder of *.txt files. Give one of those names or the path of your text."
+    )
+
+
+def fetch(corpus: str, data_dir: Path, download: bool) -> None:
+    """Download a named corpus that is missing; offline, one message saying what to put where."""
+    if corpus not in CORPORA:
+        return
+    spec = CORPORA[corpus]
+    files = corpus_files(corpus, data_dir)
+    if all(p.is_file() for p in files.values()):
+        return
+    folder = data_dir / spec.folder
+    missing = ", ".join(str(p) for p in files.values() if not p.is_file())
+    if not download:
+        raise FmlabError(_missing(corpus, spec, folder, missing, "data.download=false"))
+    from torchvision.datasets.utils import download_and_extract_archive, download_url
+
+    log.info("Downloading %s from %s", corpus, spec.url)
+    try:
+        if spec.archive is None:
+            download_url(spec.url, folder, filename=files["all"].name)
+        else:
+            download_and_extract_archive(spec.url, data_dir, filename=spec.archive)
+    except Exception as err:
+        raise FmlabError(
+            _missing(corpus, spec, folder, missing, f"the download failed ({err})")
+        ) from err
+    if not all(p.is_file() for p in files.values()):
+        raise FmlabError(_missing(corpus, spec, folder, missing, "the download lacked them"))
+
+
+def _missing(corpus: str, spec: NamedCorpus, folder: Path, missing: str, why: str) -> str:
+    where = (
+        f"download {spec.url} into {folder}/"
+        if spec.archive is None
+        else f"download {spec.url} and extract it into {folder.parent}/ (it unpacks to "
+        f"{spec.folder}/)"
+    )
+    return (
+        f"corpus {corpus!r} is missing ({missing}) and {why}. On a machine without internet, "
+        f"{where}, or point FMLAB_DATA_DIR (or paths.data_dir=...) at the folder that holds "
+        f"{spec.folder}/."
+    )

@@ -1,0 +1,86 @@
+"""fmlab-sample ckpt_path=... prompt="ROMEO:": text from a language-model checkpoint, decoded by
+the tokenizer saved inside that checkpoint (never rebuilt from the data)."""
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fmlab import CONF_DIR
+from fmlab.data.tokenizer import tokenizer_from_dict
+from fmlab.errors import FmlabError
+from fmlab.evaluate import load_checkpoint
+from fmlab.train import build_net
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def generate(
+    net, idx: torch.Tensor, max_new_tokens: int, block_size: int, temperature=1.0, top_k=None
+) -> torch.Tensor:
+    """nanoGPT's sampling loop for any ``net(idx) -> (logits, loss)``; idx (B, T) -> (B, T + new).
+    The context is cut to the last ``block_size`` tokens, the longest the net was trained on."""
+    for _ in range(max_new_tokens):
+        logits, _ = net(idx[:, -block_size:])
+        logits = logits[:, -1, :] / temperature  # (B, vocab_size)
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+            logits[logits < kth] = -float("inf")
+        next_id = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
+        idx = torch.cat((idx, next_id), dim=1)
+    return idx
+
+
+def load_language_model(path: Path, device: str):
+    """(net, tokenizer, block_size) from an fmlab-train checkpoint of a language model."""
+    checkpoint = load_checkpoint(path)
+    config = checkpoint["hyper_parameters"]["config"]
+    states = [v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
+    if not states or "block_size" not in config["data"]:
+        raise FmlabError(
+            f"ckpt_path={str(path)!r} is not a language-model checkpoint (it holds no tokenizer); "
+            "pass one written by fmlab-train with a text data set."
+        )
+    tokenizer = tokenizer_from_dict(states[0]["tokenizer"])
+    block_size = config["data"]["block_size"]
+    data = SimpleNamespace(net_args={"vocab_size": tokenizer.vocab_size, "block_size": block_size})
+    net = build_net(OmegaConf.create(config["model"]), data)
+    prefix = "net."
+    net.load_state_dict(
+        {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    )
+    return net.to(device).eval(), tokenizer, block_size
+
+
+def sample(cfg: DictConfig) -> list[str]:
+    torch.manual_seed(cfg.seed)
+    net, tokenizer, block_size = load_language_model(Path(cfg.ckpt_path).expanduser(), cfg.device)
+    prompt = torch.as_tensor(tokenizer.encode(cfg.prompt), device=cfg.device)
+    if len(prompt) == 0:
+        raise FmlabError("prompt is empty after tokenising: give at least one character.")
+    idx = prompt.unsqueeze(0).repeat(cfg.num_samples, 1)  # (num_samples, T)
+    out = generate(net, idx, cfg.max_new_tokens, block_size, cfg.temperature, cfg.top_k)
+    texts = [tokenizer.decode(row.tolist()) for row in out]
+    path = Path(cfg.paths.output_dir) / "samples.txt"
+    path.write_text("\n---------------\n".join(texts), encoding="utf-8")
+    for text in texts:
+        print(text, "\n---------------", flush=True)
+    log.info("Samples: %s", path)
+    return texts
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    try:
+        sample(cfg)
+    except FmlabError as err:
+        log.error("%s", err)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Language modelling: any net with ``forward(idx, targets) -> (logits, loss)`` (GPT, RNN, LSTM,
+GRU) trained on next-token prediction."""
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from fmlab.tasks.classification import OptimizerFactory, SchedulerFactory
+
+
+class LanguageModel(L.LightningModule):
+    """Logs ``train/loss`` (mean since the last written step), ``val/loss``, ``val/ppl`` and
+    ``val/bpc`` (bits per character of the text; for a character tokenizer loss / ln 2), and the
+    same for ``test``. The optimizer gets two parameter groups: weight decay only on tensors of
+    2 or more dimensions (matrices, embeddings), none on biases and norms (nanoGPT). The scheduler
+    steps every optimizer step."""
+
+    def __init__(
+        self, net: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        # A running sum, not a metric object: at batch 12 every microsecond of a step shows.
+        self.register_buffer("train_sum", torch.zeros(()), persistent=False)
+        self.train_seen = 0
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.net(idx)[0]
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch  # (B, T) each
+        _, loss = self.net(x, y)
+        self.train_sum += loss.detach()
+        self.train_seen += 1
+        # self.log costs ~0.8 ms on Lightning 2.6: only on the steps whose metrics are written.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", self.train_sum / self.train_seen, prog_bar=True)
+            self.train_sum.zero_()
+            self.train_seen = 0
+        return loss
+
+    def _eval_step(self, batch, metric: MeanMetric) -> None:
+        x, y = batch
+        _, loss = self.net(x, y)
+        metric.update(loss, y.numel())  # weighted by tokens: a short last batch counts less
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss)
+
+    def _log_eval(self, split: str, metric: MeanMetric) -> None:
+        loss = metric.compute()
+        metric.reset()
+        self.log(f"{split}/loss", loss, prog_bar=split == "val")
+        self.log(f"{split}/ppl", torch.exp(loss))
+        tokens_per_char = getattr(self.trainer.datamodule, "tokens_per_char", {}).get(split)
+        if tokens_per_char:
+            self.log(f"{split}/bpc", loss / math.log(2) * tokens_per_char)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val", self.val_loss)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test", self.test_loss)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2]},  # the optimizer's weight_decay
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,133 @@
+"""Text data: tokenizers, splits, windows, the token cache, and the offline message."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli, write_text_corpus
+
+from fmlab.data.text import TextDataModule
+from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
+
+CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
+
+
+def corpus_module(root: Path, **kwargs) -> TextDataModule:
+    kwargs = {"block_size": 16, "batch_size": 8, "eval_batch_size": 32, **kwargs}
+    data = TextDataModule(str(root), "tiny_shakespeare", download=False, **kwargs)
+    data.setup("fit")
+    return data
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_tokenizer_round_trip_on_the_corpus_and_on_chinese(kind, shakespeare):
+    text = (shakespeare / "tinyshakespeare" / "input.txt").read_text()
+    for sample in (text, CHINESE * 20):
+        if kind == "char":
+            tokenizer = CharTokenizer.train(sample)
+        else:
+            tokenizer = BPETokenizer.train(sample, vocab_size=300, min_frequency=1)
+        rebuilt = tokenizer_from_dict(json.loads(json.dumps(tokenizer.to_dict())))
+        ids = rebuilt.encode(sample)
+        assert rebuilt.decode(ids) == sample
+        assert ids.max() < rebuilt.vocab_size
+    if kind == "bpe":
+        assert len(tokenizer.encode(CHINESE)) < len(CHINESE.encode())  # merges learnt
+
+
+def test_unseen_characters_map_to_the_unknown_id():
+    tokenizer = CharTokenizer.train("abc")
+    assert tokenizer.encode("abz").tolist() == [0, 1, tokenizer.unknown_id]
+    assert tokenizer.vocab_size == 4 and tokenizer.decode([0, 3]) == "a\ufffd"
+
+
+def test_nanogpt_split_of_tiny_shakespeare(shakespeare):
+    data = corpus_module(shakespeare)
+    assert data.net_args == {"vocab_size": 66, "block_size": 16}  # 65 characters + unknown
+    assert data.record["chars"] == {"train": 1_003_854, "val": 111_540}  # nanoGPT's prepare.py
+    assert data.record["official"] is True
+    text = (shakespeare / "tinyshakespeare" / "input.txt").read_text()
+    assert data.tokenizer.decode(data.tokens["val"].tolist()) == text[1_003_854:]
+    assert data.tokenizer.decode(data.tokens["train"][-5:].tolist()) == text[1_003_849:1_003_854]
+
+
+def test_fraction_splits_and_a_missing_test_split(tmp_path):
+    write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=10_000)
+    data = corpus_module(tmp_path, val_fraction=0.2, test_fraction=0.1)
+    assert data.record["chars"] == {"train": 7_000, "val": 2_000, "test": 1_000}
+    assert len(data.test_dataloader()) == 2  # 62 windows of 16, batches of 32
+    from fmlab.errors import FmlabError
+
+    with pytest.raises(FmlabError, match="no test split"):
+        corpus_module(tmp_path).test_dataloader()
+
+
+def test_training_windows_stay_inside_the_training_split(tmp_path):
+    # Training text uses only a–m and the validation text only n–z: any window that crossed the
+    # boundary would hold a character the (training) vocabulary maps to the unknown id.
+    path = tmp_path / "tinyshakespeare" / "input.txt"
+    path.parent.mkdir()
+    path.write_text("abcdefghijklm" * 700 + "nopqrstuvwxyz" * 100)  # 9,100 + 1,300: 87.5%
+    data = corpus_module(tmp_path, val_fraction=1_300 / 10_400, batch_size=64)
+    unknown = data.tokenizer.unknown_id
+    batches = iter(data.train_dataloader())
+    starts = set()
+    for _ in range(200):
+        x, y = data.on_after_batch_transfer(next(batches), 0)
+        assert x.shape == y.shape == (64, 16) and (x[:, 1:] == y[:, :-1]).all()
+        assert not (y == unknown).any()
+        starts.update(x[:, 0].tolist())
+    assert len(starts) == 13  # every offset phase is drawn
+    # Evaluation windows cover the validation split once, in order, and only it.
+    val = data.tokens["val"]
+    xs, ys = zip(*(data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()), strict=True)
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert (x == unknown).all() and torch.equal(y.flatten(), val[1 : 1 + y.numel()].long())
+    assert y.numel() == (len(val) - 1) // 16 * 16
+
+
+def test_cache_is_reused_and_a_changed_corpus_invalidates_it(tmp_path):
+    path = write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=5_000)
+    first = corpus_module(tmp_path)
+    cache = Path(first.record["cache"])
+    assert cache.parent == path.parent / ".fmlab-cache" and (cache / "train.npy").is_file()
+    again = corpus_module(tmp_path)
+    assert again.net_args == first.net_args and again.record["cache"] == str(cache)
+    path.write_text(path.read_text().replace("ROMEO", "ROMEØ"))  # same size, new character
+    changed = corpus_module(tmp_path)
+    assert changed.net_args["vocab_size"] == first.net_args["vocab_size"] + 1
+    assert changed.record["cache"] != str(cache)
+    assert changed.record["fingerprint"] != first.record["fingerprint"]
+    bpe = corpus_module(tmp_path, tokenizer="bpe", bpe_vocab_size=300)
+    assert bpe.net_args["vocab_size"] == 300 and bpe.record["cache"] != changed.record["cache"]
+
+
+def test_unwritable_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch, caplog):
+    write_text_corpus(tmp_path / "data" / "tinyshakespeare" / "input.txt", chars=3_000)
+    (tmp_path / "data" / "tinyshakespeare" / ".fmlab-cache").write_text("")  # not a folder
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    data = corpus_module(tmp_path / "data")
+    assert data.net_args["vocab_size"] > 10
+    assert data.record["cache"].startswith(str(tmp_path / "home-cache" / "fmlab" / "tokens"))
+    assert "Cannot write the token cache" in caplog.text
+
+
+def test_offline_missing_corpus_is_one_clear_error(tmp_path):
+    proc = run_cli(
+        "fmlab-train",
+        "experiment=gpt_wikitext2",
+        f"paths.data_dir={tmp_path / 'empty'}",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        # No network: every download goes through a proxy that refuses the connection.
+        env={"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"},
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    message = errors[0]
+    assert "wikitext-2-raw-v1.zip" in message and str(tmp_path / "empty") in message
+    assert "wiki.train.raw" in message
