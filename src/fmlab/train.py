@@ -12,7 +12,9 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import CONF_DIR
+from fmlab import CONF_DIR, checks, resume
+from fmlab.callbacks import RandomState, StopOnNonFinite
+from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.tracking import finish_loggers, instantiate_loggers
@@ -62,6 +64,8 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    checks.check_config(OmegaConf.to_container(cfg, resolve=True))
+    resume.check_run_id(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
@@ -73,17 +77,26 @@ def train(cfg: DictConfig) -> dict:
                     conf.monitor = None
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
+    if (done := resume.finished_record(output_dir, config)) is not None:
+        log.info("This run is already complete: %s", output_dir / "results.json")
+        return done
+    ckpt_path = resume.checkpoint_to_resume(cfg, output_dir, config)
+    if ckpt_path:
+        check_fits(task, load_checkpoint(ckpt_path))
 
     timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
-    loggers = instantiate_loggers(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += [timer, RandomState(), StopOnNonFinite()]
+    loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for logger in loggers:
         logger.log_hyperparams(config)
 
     try:
         fit_started = time.perf_counter()
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_s = time.perf_counter() - fit_started
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -139,12 +152,12 @@ def optimized_value(record: dict) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    try:
-        return optimized_value(train(cfg))
-    except FmlabError as err:
-        log.error("%s", err)
-        raise SystemExit(1) from None
+def hydra_main(cfg: DictConfig) -> float | None:
+    return checks.job(lambda cfg: optimized_value(train(cfg)), cfg)
+
+
+def main() -> float | None:
+    return checks.cli(hydra_main, "fmlab-train")
 
 
 if __name__ == "__main__":

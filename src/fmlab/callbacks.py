@@ -1,0 +1,96 @@
+"""Callbacks fmlab-train always adds: what makes a resumed run exact, and a stop on a broken loss."""
+
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from fmlab.errors import FmlabError
+
+
+class RandomState(Callback):
+    """Saves the random generators in every checkpoint and restores them on resume.
+
+    Lightning saves weights, optimizer, loop counters and the loader's position, but not the RNGs;
+    without them a resumed run draws different augmentation and dropout from an uninterrupted one.
+    Stored as tensors and ints only, so checkpoints still load with ``weights_only=True``.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict | None = None
+
+    def state_dict(self) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": [torch.from_numpy(np_state[1].copy()), *map(int, np_state[2:4])],
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._loaded = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Restored here, not at load time: building the run after loading draws random numbers.
+        if self._loaded is None:
+            return
+        state, self._loaded = self._loaded, None
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        keys, pos, has_gauss = state["numpy"]
+        np.random.set_state(("MT19937", keys.numpy(), pos, has_gauss, 0.0))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+class StopOnNonFinite(Callback):
+    """Stops training at the first NaN or Inf training loss, before a checkpoint can keep it.
+
+    The check stays on the device (no per-step synchronisation); it is read on logging steps, at
+    the end of each epoch and before every checkpoint is written, so the newest checkpoint on disk
+    is always the last good one.
+    """
+
+    def __init__(self) -> None:
+        self._bad_step: torch.Tensor | None = None  # first step with a non-finite loss, or -1
+        self._root = Path(".")
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._root = Path(trainer.default_root_dir)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        if self._bad_step is None:
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+        step = trainer.global_step  # optimizer steps done, this one included
+        first = (~torch.isfinite(loss.detach())) & (self._bad_step < 0)
+        self._bad_step = torch.where(first, torch.as_tensor(step, device=loss.device), self._bad_step)
+        if step % trainer.log_every_n_steps == 0:
+                self._check()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check()
+
+    def state_dict(self) -> dict:
+        # Called while a checkpoint is being assembled: raising here means it is never written.
+        self._check()
+        return {}
+
+    def _check(self) -> None:
+        if self._bad_step is None or int(self._bad_step) < 0:
+            return
+        saved = sorted(self._root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        last_good = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved"
+        raise FmlabError(
+            f"the training loss became NaN or Inf at step {int(self._bad_step)}; training stopped "
+            f"and {last_good} (nothing after the bad step was written). Lower optimizer.lr, clip "
+            "gradients (+trainer.gradient_clip_val=1.0) or check the data, then continue from "
+            "that checkpoint with ckpt_path=... or start again."
+        )
