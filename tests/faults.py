@@ -4,6 +4,7 @@ re-running the same command shows what resuming recovers."""
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -40,3 +41,13 @@ class PoisonAt(_AtStep):
         with torch.no_grad():
             for p in pl_module.parameters():
                 p.fill_(float("nan"))
+
+
+class Slow(Callback):
+    """Sleeps after every step, so a tiny run lasts long enough to be pre-empted."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        time.sleep(self.seconds)

@@ -83,5 +83,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        tmp.replace(path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)

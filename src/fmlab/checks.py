@@ -24,6 +24,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.utils import get_object
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf.errors import OmegaConfBaseException
 
 from fmlab.errors import FmlabError
@@ -91,6 +92,12 @@ def job(run: Callable, cfg):
             f"{key}: " if key else "",
             _one_line(err),
         )
+    except SIGTERMException:
+        log.warning(
+            "Stopped by SIGTERM (pre-emption, scancel or a time limit). Run the same command "
+            "again (with its run_id) to continue from the newest checkpoint."
+        )
+        raise SystemExit(128 + 15) from None
     raise SystemExit(1)
 
 

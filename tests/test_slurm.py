@@ -1,0 +1,87 @@
+"""Pre-emption on the real local SLURM cluster (../shared/slurm/start.sh): on the warning signal
+(USR1) Lightning saves hpc_ckpt_1.ckpt into the run folder and requeues the job; the requeued job,
+the same script with the same run_id, finds it there and finishes from it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).parent
+pytestmark = pytest.mark.slow  # about 1-2 minutes: two job starts and a requeue
+
+
+def slurm(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if shutil.which("sbatch") is None:
+        pytest.skip("needs SLURM: run ../shared/slurm/start.sh first")
+    try:
+        if "idle" not in slurm("sinfo", "-h", "-o", "%T") and "mix" not in slurm("sinfo", "-h"):
+            pytest.skip("the SLURM node is not idle (sinfo); run ../shared/slurm/start.sh")
+    except (subprocess.SubprocessError, OSError) as err:
+        pytest.skip(f"SLURM is not running ({err}); run ../shared/slurm/start.sh")
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := condition()) :
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def job_state(job_id: str) -> str:
+    return slurm("squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T").strip()
+
+
+def test_preempted_job_saves_requeues_and_finishes_from_its_checkpoint(
+    cluster, synthetic_data, tmp_path
+):
+    run_dir = tmp_path / "logs" / "train" / "runs" / "preempted"
+    train = Path(sys.executable).with_name("fmlab-train")
+    script = tmp_path / "job.sh"
+    script.write_text(
+        f"""#!/bin/bash
+#SBATCH --job-name=fmlab-preempt
+#SBATCH --ntasks=1
+#SBATCH --output={tmp_path}/slurm-%j.out
+#SBATCH --open-mode=append
+#SBATCH --requeue
+export WANDB_MODE=offline FMLAB_ROOT={tmp_path} PYTHONPATH={TESTS}
+# The same command on every start: run_id fixes the folder the requeued job looks in.
+srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \\
+  data.batch_size=8 trainer.max_epochs=4 logger=csv \\
+  +callbacks.slow._target_=faults.Slow +callbacks.slow.seconds=0.1
+"""
+    )
+    job_id = slurm("sbatch", "--parsable", str(script)).strip().split(";")[0]
+    try:
+        # Pre-empt once training is under way (the first epoch's checkpoint exists).
+        wait_for(lambda: list(run_dir.glob("checkpoints/epoch*.ckpt")), 300, "the first epoch")
+        slurm("scancel", "--signal=USR1", job_id)
+        wait_for(lambda: list(run_dir.glob("hpc_ckpt_*.ckpt")), 60, "the pre-emption checkpoint")
+        wait_for(lambda: job_state(job_id) == "COMPLETED", 400, "the requeued job to finish")
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "complete" and record["timing"]["train_steps"] == 4 * 20
+    log = (run_dir / "train.log").read_text()
+    assert f"Resuming from {run_dir / 'hpc_ckpt_1.ckpt'}" in log
+    hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
+    assert 0 < hpc["global_step"] < 4 * 20
+    assert "Restarts=1" in slurm("scontrol", "show", "job", job_id)
+    output = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert "Traceback" not in output
+    assert os.path.getsize(run_dir / "results.json") > 0
