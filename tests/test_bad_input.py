@@ -17,8 +17,13 @@ SMALL = ["data.val_size=40", "data.batch_size=20", "trainer.max_epochs=1", "logg
 def finished(synthetic_data, tmp_path_factory) -> Path:
     """A small finished run: its results.json must survive every bad input below."""
     root = tmp_path_factory.mktemp("finished")
-    run_cli("fmlab-train", f"paths.data_dir={synthetic_data}", f"hydra.run.dir={root}/run", *SMALL,
-            cwd=root)
+    run_cli(
+        "fmlab-train",
+        f"paths.data_dir={synthetic_data}",
+        f"hydra.run.dir={root}/run",
+        *SMALL,
+        cwd=root,
+    )
     return root / "run"
 
 
@@ -116,7 +121,7 @@ CASES = {
     "checkpoint corrupt": (
         lambda t, d, f: [
             "fmlab-eval",
-            f"ckpt_path={_write(t / 'bad.ckpt', (f / 'checkpoints/last.ckpt').read_bytes()[:5000])}",
+            f"ckpt_path={truncated_copy(f / 'checkpoints' / 'last.ckpt', t / 'bad.ckpt')}",
             f"paths.data_dir={d}",
         ],
         ["bad.ckpt' is corrupt or truncated", "Use another checkpoint"],
@@ -127,8 +132,12 @@ CASES = {
             f"paths.data_dir={d}",
             f"ckpt_path={other_architecture(f, t / 'other.ckpt')}",
         ],
-        ["another architecture", "missing: net.fc3.weight", "unexpected: net.head.weight",
-         "net.fc1.weight (120, 300) vs (120, 400)"],
+        [
+            "another architecture",
+            "missing: net.fc3.weight",
+            "unexpected: net.head.weight",
+            "net.fc1.weight (120, 300) vs (120, 400)",
+        ],
     ),
     "optimized metric that no run logs": (
         lambda t, d, f: ["fmlab-train", f"paths.data_dir={d}", "optimized_metric=val/accuracy"],
@@ -147,8 +156,8 @@ CASES = {
 }
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
+def truncated_copy(source: Path, path: Path) -> Path:
+    path.write_bytes(source.read_bytes()[:5000])
     return path
 
 
@@ -156,9 +165,10 @@ def _write(path: Path, data: bytes) -> Path:
 def test_bad_input_is_one_clear_message(case, finished, synthetic_data, tmp_path):
     make_args, fragments = CASES[case]
     before = (finished / "results.json").read_bytes()
-    args = [*make_args(tmp_path, synthetic_data, finished), f"hydra.run.dir={tmp_path}/run"]
-    if args[0] == "fmlab-train":
-        args += SMALL
+    app, *args = make_args(tmp_path, synthetic_data, finished)
+    if app == "fmlab-train":
+        args = [*SMALL, *args]  # the case's own values come last and win
+    args = [app, *args, f"hydra.run.dir={tmp_path}/run"]
     proc = run_cli(*args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
@@ -174,7 +184,9 @@ def test_bad_input_is_one_clear_message(case, finished, synthetic_data, tmp_path
 
 
 @pytest.mark.parametrize("how", ["fmlab-eval", "fmlab-train ckpt_path", "fmlab-train resume"])
-def test_a_checkpoint_carrying_code_is_refused_and_never_run(how, finished, synthetic_data, tmp_path):
+def test_a_checkpoint_carrying_code_is_refused_and_never_run(
+    how, finished, synthetic_data, tmp_path
+):
     marker = tmp_path / "created"
     run_dir = tmp_path / "run"
     if how == "fmlab-eval":
@@ -187,11 +199,16 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(how, finished, synt
         (run_dir / "checkpoints").mkdir(parents=True)
         evil = malicious_checkpoint(finished, run_dir / "checkpoints" / "last.ckpt", marker)
         args = ["fmlab-train", "resume=auto", *SMALL]
-    proc = run_cli(*args, f"paths.data_dir={synthetic_data}", f"hydra.run.dir={run_dir}",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        *args,
+        f"paths.data_dir={synthetic_data}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
-    assert f"{evil}' was refused" in output and "builtins.open" in output
+    assert f"{evil}' was refused" in output and "(io.open)" in output
     assert "Nothing in it was run" in output
     assert not marker.exists()
 

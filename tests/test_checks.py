@@ -51,7 +51,8 @@ def test_loader_state_of_a_finished_epoch_does_not_cut_the_next_one():
 
 
 @pytest.mark.parametrize(
-    "overrides", [[f"experiment={e}"] for e in EXPERIMENTS]
+    "overrides",
+    [[f"experiment={e}"] for e in EXPERIMENTS]
     + [[f"{g}={o}"] for g, options in OPTIONS.items() for o in options],
 )
 def test_every_shipped_config_passes_the_signature_checks(overrides, compose_cfg, synthetic_data):

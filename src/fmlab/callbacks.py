@@ -1,14 +1,22 @@
-"""Callbacks fmlab-train always adds: what makes a resumed run exact, and a stop on a broken loss."""
+"""Callbacks fmlab-train always adds: what makes a resumed run exact; a stop on a broken loss."""
 
+import logging
+import os
 import random
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmlab.errors import FmlabError
+
+log = logging.getLogger(__name__)
 
 
 class RandomState(Callback):
@@ -71,9 +79,11 @@ class StopOnNonFinite(Callback):
             self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
         step = trainer.global_step  # optimizer steps done, this one included
         first = (~torch.isfinite(loss.detach())) & (self._bad_step < 0)
-        self._bad_step = torch.where(first, torch.as_tensor(step, device=loss.device), self._bad_step)
+        self._bad_step = torch.where(
+            first, torch.as_tensor(step, device=loss.device), self._bad_step
+        )
         if step % trainer.log_every_n_steps == 0:
-                self._check()
+            self._check()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check()
@@ -87,10 +97,49 @@ class StopOnNonFinite(Callback):
         if self._bad_step is None or int(self._bad_step) < 0:
             return
         saved = sorted(self._root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-        last_good = f"the last good checkpoint is {saved[-1]}" if saved else "no checkpoint was saved"
+        last_good = f"the last good checkpoint is {saved[-1]}" if saved else "none was saved"
         raise FmlabError(
             f"the training loss became NaN or Inf at step {int(self._bad_step)}; training stopped "
             f"and {last_good} (nothing after the bad step was written). Lower optimizer.lr, clip "
             "gradients (+trainer.gradient_clip_val=1.0) or check the data, then continue from "
             "that checkpoint with ckpt_path=... or start again."
         )
+
+
+class Preemption(Callback):
+    """On SIGUSR1 (SLURM's warning before pre-emption, ``#SBATCH --signal=USR1@90``, or
+    ``scancel --signal=USR1``): at the end of the current step, save the whole training state as
+    ``last.ckpt``, requeue the SLURM job, and stop.
+
+    It replaces Lightning's own SLURM handler (which stands aside when USR1 already has one):
+    that one saves at once, in the middle of a step, which a resumed run cannot continue exactly.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self._requested = False
+        self._previous = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGUSR1, self._request)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGUSR1, self._previous)
+            self._previous = None
+
+    def _request(self, signum, frame) -> None:
+        self._requested = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not self._requested:
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("Pre-emption signal at step %d: saved %s", trainer.global_step, self.path)
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.getenv("SLURM_JOB_ID")
+        if job and trainer.is_global_zero:
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            log.warning("Requeue of SLURM job %s: %s", job, done.stderr.strip() or "done")
+        raise SIGTERMException

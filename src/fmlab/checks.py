@@ -94,7 +94,7 @@ def job(run: Callable, cfg):
         )
     except SIGTERMException:
         log.warning(
-            "Stopped by SIGTERM (pre-emption, scancel or a time limit). Run the same command "
+            "Stopped by a signal (pre-emption, scancel or a time limit). Run the same command "
             "again (with its run_id) to continue from the newest checkpoint."
         )
         raise SystemExit(128 + 15) from None

@@ -51,7 +51,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def config_changes(saved: dict, now: dict, allowed: tuple[str, ...]) -> list[str]:
-    """``key: saved -> now`` for every difference outside the ``allowed`` keys (and their children)."""
+    """``key: saved -> now`` for every difference outside ``allowed`` keys and their children."""
     a, b = _flat(saved), _flat(now)
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
     return [
@@ -117,7 +117,7 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | 
                 f"{'; ...' if len(changes) > 6 else ''}). Continuing it would mix two "
                 "experiments: use the same settings as that run, or choose another run_id."
             )
-        log.info("Resuming from %s", path)
+        log.info("Resuming from %s (step %d)", path, checkpoint["global_step"])
         return str(path)
     if cfg.resume == "must":
         raise FmlabError(
@@ -128,7 +128,7 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | 
 
 
 def wandb_run_id(run_dir: Path) -> str:
-    """This run's W&B id, kept beside its checkpoints so a resumed run logs into the same W&B run."""
+    """This run's W&B id, kept beside its checkpoints: a resumed run logs into the same W&B run."""
     path = run_dir / "checkpoints" / "wandb_run_id.txt"
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fmlab import CONF_DIR, checks, resume
-from fmlab.callbacks import RandomState, StopOnNonFinite
+from fmlab.callbacks import Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> dict:
 
     timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [timer, RandomState(), StopOnNonFinite()]
+    callbacks += [timer, RandomState(), StopOnNonFinite(), Preemption(output_dir / "checkpoints")]
     loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
@@ -101,6 +101,11 @@ def train(cfg: DictConfig) -> dict:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
         checkpoint = trainer.checkpoint_callback
+        # Read before testing: test(ckpt_path=best) restores the callback's state from that file.
+        saved = {
+            "best": getattr(checkpoint, "best_model_path", None) or None,
+            "last": getattr(checkpoint, "last_model_path", None) or None,
+        }
         tested = None
         if cfg.get("test"):
             best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
@@ -117,10 +122,7 @@ def train(cfg: DictConfig) -> dict:
         "metrics": metrics,
         "optimized_metric": cfg.get("optimized_metric"),
         "tested": tested,
-        "checkpoints": {
-            "best": getattr(checkpoint, "best_model_path", None) or None,
-            "last": getattr(checkpoint, "last_model_path", None) or None,
-        },
+        "checkpoints": saved,
         "data": datamodule.record,
         "timing": {
             "wall_s": time.perf_counter() - started,
