@@ -143,6 +143,14 @@ CASES = {
         lambda t, d, f: ["fmlab-train", f"paths.data_dir={d}", "optimized_metric=val/accuracy"],
         ["optimized_metric='val/accuracy' was not logged", "'val/acc'"],
     ),
+    "resuming a run with another config": (
+        lambda t, d, f: [
+            "fmlab-train",
+            f"paths.data_dir={_copy(f, t / 'run')}",
+            "optimizer.lr=0.5",
+        ],
+        ["holds a run with another config (optimizer.lr: 0.1 -> 0.5)", "choose another run_id"],
+    ),
     "NaN loss": (
         lambda t, d, f: [
             "fmlab-train",
@@ -154,6 +162,12 @@ CASES = {
         ["loss became NaN or Inf at step 4", "the last good checkpoint is", "last.ckpt"],
     ),
 }
+
+
+def _copy(run: Path, to: Path) -> Path:
+    """A copy of the finished run's folder; returns the data folder it was trained on."""
+    shutil.copytree(run, to)
+    return Path(json.loads((run / "results.json").read_text())["config"]["paths"]["data_dir"])
 
 
 def truncated_copy(source: Path, path: Path) -> Path:

@@ -106,6 +106,13 @@ def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_dat
     assert len(attempts) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in attempts)
 
 
+def test_a_complete_run_is_not_run_again(reference, synthetic_data, tmp_path):
+    before = (reference / "results.json").read_bytes()
+    proc = run_cli(*args(synthetic_data, reference, "logger=csv"), cwd=tmp_path)
+    assert "This run is already complete" in proc.stdout + proc.stderr
+    assert (reference / "results.json").read_bytes() == before
+
+
 def test_every_checkpoint_loads_as_plain_data(reference):
     for path in reference.rglob("*.ckpt"):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

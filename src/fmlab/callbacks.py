@@ -72,7 +72,7 @@ class StopOnNonFinite(Callback):
         self._root = Path(trainer.default_root_dir)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:
             return
         if self._bad_step is None:

@@ -61,7 +61,7 @@ def config_changes(saved: dict, now: dict, allowed: tuple[str, ...]) -> list[str
     ]
 
 
-def check_run_id(cfg: DictConfig) -> None:
+def check_options(cfg: DictConfig) -> None:
     run_id = cfg.get("run_id")
     if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(run_id)):
         raise FmlabError(

@@ -65,7 +65,7 @@ def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     checks.check_config(OmegaConf.to_container(cfg, resolve=True))
-    resume.check_run_id(cfg)
+    resume.check_options(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
