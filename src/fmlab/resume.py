@@ -20,8 +20,19 @@ from fmlab.errors import FmlabError
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "never", "must")
-# Config keys that say where and how a run is watched, not what it computes.
-VOLATILE = ("paths", "data.data_dir", "resume", "ckpt_path", "logger", "tags", "run_name", "test")
+# Config keys that say where a run lives and how it is watched, not what it computes.
+VOLATILE = (
+    "paths",
+    "data.data_dir",
+    "trainer.default_root_dir",
+    "run_id",
+    "resume",
+    "ckpt_path",
+    "logger",
+    "tags",
+    "run_name",
+    "test",
+)
 # Keys that may also change when a run continues: how long it trains and on what hardware.
 CONTINUABLE = (
     *VOLATILE,
