@@ -123,6 +123,22 @@ def test_multirun_writes_each_job_into_one_sweep_folder(synthetic_data, tmp_path
     assert run_files[0][0].name != run_files[1][0].name
 
 
+def test_logger_none_trains_with_the_default_callbacks(synthetic_data, tmp_path):
+    run_cli(
+        "fmlab-train",
+        "logger=none",
+        f"paths.data_dir={synthetic_data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "data.val_size=40",
+        "data.batch_size=20",
+        "trainer.max_steps=3",
+        cwd=tmp_path,
+    )
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["status"] == "complete" and record["timing"]["train_steps"] == 3
+    assert not (tmp_path / "run" / "wandb").exists()
+
+
 def test_missing_data_is_one_clear_message(tmp_path):
     proc = run_cli(
         "fmlab-train",
