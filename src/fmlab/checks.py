@@ -51,6 +51,7 @@ def explain(err: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException) and "Could not override" in str(err):
         parent = cause.parent_node
         keys = [k for k in (parent.keys() if parent is not None else []) if k != "hydra"]
+        keys = [k for k in keys if not (k.startswith("_") and k.endswith("_"))]
         where = cause.full_key.rpartition(".")[0]
         append = str(err).rpartition("use ")[2].strip()
         return (
