@@ -59,13 +59,14 @@ class RandomState(Callback):
 class StopOnNonFinite(Callback):
     """Stops training at the first NaN or Inf training loss, before a checkpoint can keep it.
 
-    The check stays on the device (no per-step synchronisation); it is read on logging steps, at
-    the end of each epoch and before every checkpoint is written, so the newest checkpoint on disk
-    is always the last good one.
+    Each step only copies its loss into a buffer on the device (no synchronisation); the buffer is
+    read every ``log_every_n_steps`` steps, at the end of each epoch and before every checkpoint is
+    written, so the newest checkpoint on disk is always the last good one.
     """
 
     def __init__(self) -> None:
-        self._bad_step: torch.Tensor | None = None  # first step with a non-finite loss, or -1
+        self._losses: torch.Tensor | None = None  # the losses since the last check, on the device
+        self._seen, self._first_step = 0, 0  # how many of them; the step of the first
         self._root = Path(".")
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -75,14 +76,14 @@ class StopOnNonFinite(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        if self._bad_step is None:
-            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-        step = trainer.global_step  # optimizer steps done, this one included
-        first = (~torch.isfinite(loss.detach())) & (self._bad_step < 0)
-        self._bad_step = torch.where(
-            first, torch.as_tensor(step, device=loss.device), self._bad_step
-        )
-        if step % trainer.log_every_n_steps == 0:
+        window = trainer.log_every_n_steps
+        if self._losses is None or len(self._losses) != window:
+            self._losses = torch.zeros(window, device=loss.device)
+        if self._seen == 0:
+            self._first_step = trainer.global_step  # optimizer steps done, this one included
+        self._losses[self._seen] = loss.detach()  # one copy on the device: no synchronisation
+        self._seen += 1
+        if self._seen == window:
             self._check()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -94,12 +95,17 @@ class StopOnNonFinite(Callback):
         return {}
 
     def _check(self) -> None:
-        if self._bad_step is None or int(self._bad_step) < 0:
+        if not self._seen:
+            return
+        bad = (~torch.isfinite(self._losses[: self._seen])).nonzero()
+        first_step, self._seen = self._first_step, 0
+        if not len(bad):
             return
         saved = sorted(self._root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
         last_good = f"the last good checkpoint is {saved[-1]}" if saved else "none was saved"
+        step = first_step + int(bad[0])
         raise FmlabError(
-            f"the training loss became NaN or Inf at step {int(self._bad_step)}; training stopped "
+            f"the training loss became NaN or Inf at step {step}; training stopped "
             f"and {last_good} (nothing after the bad step was written). Lower optimizer.lr, clip "
             "gradients (+trainer.gradient_clip_val=1.0) or check the data, then continue from "
             "that checkpoint with ckpt_path=... or start again."
