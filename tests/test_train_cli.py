@@ -139,6 +139,24 @@ def test_logger_none_trains_with_the_default_callbacks(synthetic_data, tmp_path)
     assert not (tmp_path / "run" / "wandb").exists()
 
 
+def test_max_time_stops_training(synthetic_data, tmp_path):
+    run_cli(
+        "fmlab-train",
+        "logger=csv",
+        f"paths.data_dir={synthetic_data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "data.val_size=0",
+        "data.batch_size=4",
+        "trainer.max_epochs=100000",
+        "trainer.max_time=00:00:00:02",
+        cwd=tmp_path,
+    )
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["status"] == "complete"
+    assert 2 <= record["timing"]["train_s"] < 30
+    assert record["timing"]["train_steps"] < 100000 * 50
+
+
 def test_missing_data_is_one_clear_message(tmp_path):
     proc = run_cli(
         "fmlab-train",

@@ -17,7 +17,9 @@ from fmlab.callbacks import Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
+from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
+    transfer = init_from_checkpoint(task.net, cfg.init_from) if cfg.get("init_from") else None
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):
@@ -84,14 +87,20 @@ def train(cfg: DictConfig) -> dict:
     if ckpt_path:
         check_fits(task, load_checkpoint(ckpt_path))
 
-    timer = Timer()  # training time alone (no setup, no testing) for the record's throughput
+    # Training time alone (no setup, no testing) for the record's throughput. It also enforces
+    # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
+    timer = Timer(duration=cfg.trainer.get("max_time"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += [timer, RandomState(), StopOnNonFinite(), Preemption(output_dir / "checkpoints")]
     loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        max_time=None,
+        plugins=[AtomicCheckpointIO()],
     )
     for logger in loggers:
         logger.log_hyperparams(config)
@@ -126,6 +135,8 @@ def train(cfg: DictConfig) -> dict:
         "tested": tested,
         "checkpoints": saved,
         "data": datamodule.record,
+        "transfer": transfer,  # what init_from loaded into the net, or None
+        **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,
@@ -137,8 +148,9 @@ def train(cfg: DictConfig) -> dict:
         "output_dir": str(output_dir.resolve()),
         "config": config,
     }
-    write_json_atomic(output_dir / "results.json", record)
-    log.info("Results: %s", output_dir / "results.json")
+    if trainer.is_global_zero:  # one record per job, however many DDP ranks ran it
+        write_json_atomic(output_dir / "results.json", record)
+        log.info("Results: %s", output_dir / "results.json")
     return record
 
 
@@ -157,7 +169,12 @@ def optimized_value(record: dict) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    return checks.job(lambda cfg: optimized_value(train(cfg)), cfg)
+    return checks.job(run_job, cfg)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    prepare_job(cfg)
+    return optimized_value(finished_record(cfg) or train(cfg))
 
 
 def main() -> float | None:

@@ -37,3 +37,16 @@ def normalizer(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(std, device=device).view(1, -1, 1, 1)
     return 1.0 / (255.0 * std), -mean / std
+
+
+def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero a ``size``×``size`` square at a random centre per image, clipped at the borders
+    (DeVries & Taylor 2017). Applied to normalised images, zero is the channel mean, as in their
+    code."""
+    b, _, h, w = x.shape
+    top = torch.randint(0, h, (b, 1, 1, 1), device=x.device) - size // 2
+    left = torch.randint(0, w, (b, 1, 1, 1), device=x.device) - size // 2
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return x.masked_fill(inside, 0.0)  # inside: (B, 1, H, W), broadcast over channels

@@ -10,8 +10,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+<<<<<<< HEAD
 from fmlab.data.augment import normalize, normalizer, random_crop, random_flip
 from fmlab.data.batches import BatchIndices, BatchLoader, TensorBatches
+=======
+from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
+from fmlab.data.batches import BatchIndices, ClassBalancedBatchIndices, TensorBatches
+from fmlab.data.imbalance import long_tailed_split
+>>>>>>> main
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ OFFICIAL_MD5 = {
 # Per-channel statistics of the CIFAR-10 training images.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+SAMPLING = ("uniform", "class_balanced")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -81,10 +88,14 @@ def _md5(path: Path) -> str:
 
 
 class CIFAR10DataModule(L.LightningDataModule):
-    """CIFAR-10 as uint8 tensors; crop, flip and normalisation run batched after device transfer.
+    """CIFAR-10 as uint8 tensors; crop, flip, normalisation and cutout run batched after device
+    transfer.
 
     ``val_size`` images are carved from the 50,000 training images by a permutation that depends
     only on ``split_seed`` (0: no validation split). ``seed`` fixes the order of training batches.
+    ``imbalance_ratio`` makes the training set long-tailed (``fmlab.data.imbalance``; the
+    validation split is then class-balanced, the test set is untouched); ``sampling:
+    class_balanced`` re-samples it so that every class is drawn equally often.
     """
 
     num_classes = 10
@@ -100,6 +111,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         crop: bool = True,
         crop_padding: int = 4,
         flip: bool = True,
+        cutout: int = 0,
+        imbalance_ratio: float | None = None,
+        sampling: str = "uniform",
         mean: tuple[float, float, float] = CIFAR10_MEAN,
         std: tuple[float, float, float] = CIFAR10_STD,
         num_workers: int = 0,
@@ -111,6 +125,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.crop, self.crop_padding, self.flip = crop, crop_padding, flip
+        self.cutout, self.imbalance_ratio = cutout, imbalance_ratio
+        if sampling not in SAMPLING:
+            raise FmlabError(f"data.sampling={sampling!r}: use one of {list(SAMPLING)}.")
+        self.sampling = sampling
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download
         self.record: dict = {}
@@ -121,6 +139,11 @@ class CIFAR10DataModule(L.LightningDataModule):
     def net_args(self) -> dict:
         """What only the data knows, handed to the network's constructor."""
         return {"num_classes": self.num_classes}
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training images per class (after ``setup``), for class-weighted losses."""
+        return torch.bincount(self.train_set.tensors[1], minlength=self.num_classes).tolist()
 
     @property
     def has_val(self) -> bool:
@@ -165,7 +188,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         order = torch.randperm(
             len(images), generator=torch.Generator().manual_seed(self.split_seed)
         )
-        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        if self.imbalance_ratio is None:
+            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        else:
+            train_idx, val_idx = long_tailed_split(
+                labels, order, self.val_size, self.imbalance_ratio, self.num_classes
+            )
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
         self.val_set = TensorBatches(images[val_idx], labels[val_idx]) if self.has_val else None
         test_x, test_y = _read_batch(self.folder / "test_batch")
@@ -173,6 +201,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.record.update(
             train_size=len(self.train_set), val_size=self.val_size, test_size=len(self.test_set)
         )
+        if self.imbalance_ratio is not None:
+            self.record.update(imbalance_ratio=self.imbalance_ratio, class_counts=self.class_counts)
 
     def _verify(self) -> dict:
         """md5 of every file against the official release; a mismatch warns but does not stop:
@@ -201,9 +231,20 @@ class CIFAR10DataModule(L.LightningDataModule):
             "mismatched_files": mismatched,
         }
 
+<<<<<<< HEAD
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
         return BatchLoader(  # resumable mid-epoch: Lightning checkpoints its position
+=======
+    def _loader(
+        self, dataset: TensorBatches, batch_size: int, shuffle: bool, balanced: bool = False
+    ) -> DataLoader:
+        if balanced:
+            sampler = ClassBalancedBatchIndices(dataset.tensors[1], batch_size, seed=self.seed)
+        else:
+            sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
+        return DataLoader(
+>>>>>>> main
             dataset,
             batch_size=None,  # the sampler yields whole batches
             sampler=sampler,
@@ -216,7 +257,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        balanced = self.sampling == "class_balanced"
+        return self._loader(self.train_set, self.batch_size, shuffle=True, balanced=balanced)
 
     def val_dataloader(self) -> DataLoader | list:
         return (
@@ -228,11 +270,15 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch  # x: (B, 3, 32, 32) uint8 on the training device
-        if self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        if training:
             if self.crop:
                 x = random_crop(x, self.crop_padding)
             if self.flip:
                 x = random_flip(x)
         if x.device not in self._stats:
             self._stats[x.device] = normalizer(self.mean, self.std, x.device)
-        return normalize(x, *self._stats[x.device]), y
+        x = normalize(x, *self._stats[x.device])
+        if training and self.cutout:
+            x = cutout(x, self.cutout)  # after normalising: the square becomes the mean colour
+        return x, y

@@ -1,5 +1,6 @@
 """LightningModules, one per task; each takes its network, optimizer and scheduler by injection."""
 
 from fmlab.tasks.classification import ImageClassifier
+from fmlab.tasks.gan import GAN
 
-__all__ = ["ImageClassifier"]
+__all__ = ["GAN", "ImageClassifier"]

@@ -1,6 +1,9 @@
 """Image classification: any net that maps (B, C, H, W) images to (B, num_classes) logits."""
 
+import inspect
+import math
 from collections.abc import Callable
+from functools import partial
 
 import lightning as L
 import torch
@@ -9,18 +12,27 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from fmlab import losses
+from fmlab.errors import FmlabError
+from fmlab.transfer import head_name, in_head
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+# Constructor arguments that size a schedule to the run; left null in the config, filled here.
+LENGTH_ARGS = ("total_steps", "T_max")
 
 
 class ImageClassifier(L.LightningModule):
-    """Cross-entropy training with optional label smoothing.
+    """Cross-entropy (or focal) training with optional label smoothing, class weights, an L1
+    penalty, weight decay with or without norms and biases, a frozen backbone and a head LR.
 
-    Logs ``{split}/loss`` and ``{split}/acc`` once per epoch for every split, and the training loss
-    ``train/loss_step`` every ``trainer.log_every_n_steps`` steps. ``optimizer`` and ``scheduler``
-    are factories (Hydra ``_partial_: true``) that receive the parameters and the optimizer. Only
-    primitives are saved as hyper-parameters, so every checkpoint loads under torch's default
-    ``weights_only=True``.
+    Logs ``{split}/loss`` and ``{split}/acc`` once per epoch for every split,
+    ``{val,test}/balanced_acc`` (the mean per-class accuracy) and, with ``class_metrics``,
+    ``{val,test}/acc_class<i>``; the training loss ``train/loss_step`` every
+    ``trainer.log_every_n_steps`` steps. ``optimizer`` and ``scheduler`` are factories (Hydra
+    ``_partial_: true``). Class weights are computed from ``datamodule.class_counts`` when
+    fitting or testing. Only primitives are saved as hyper-parameters, so every checkpoint loads
+    under torch's default ``weights_only=True``.
     """
 
     def __init__(
@@ -28,26 +40,43 @@ class ImageClassifier(L.LightningModule):
         net: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        scheduler_interval: str = "epoch",
+        scheduler_interval: str | None = None,
         label_smoothing: float = 0.0,
+        loss: str = "cross_entropy",
+        focal_gamma: float = 2.0,
+        class_weights: str = "none",
+        class_weights_beta: float = 0.9999,
+        decay_norm_and_bias: bool = True,
+        l1: float = 0.0,
+        freeze_backbone: bool = False,
+        head_lr: float | None = None,
+        class_metrics: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        _check_choices(loss, class_weights, label_smoothing, scheduler_interval)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         for split in ("val", "test"):
             setattr(self, f"{split}_loss", MeanMetric())
             setattr(self, f"{split}_acc", MulticlassAccuracy(net.num_classes, average="micro"))
+            setattr(self, f"{split}_class_acc", MulticlassAccuracy(net.num_classes, average=None))
         # Training loss and accuracy are running sums: at batch size 4 on a CPU, torchmetrics'
         # update would cost 8% of a step.
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)  # loss·n, correct
         self.train_seen = 0
+        self.criterion = partial(F.cross_entropy, label_smoothing=label_smoothing)
+        self.head = head_name(net) if freeze_backbone or head_lr is not None else None
+        if freeze_backbone:
+            for name, p in net.named_parameters():
+                p.requires_grad_(in_head(name, self.head))
+        self.l1_params: list[nn.Parameter] = []  # filled by configure_optimizers when l1 > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return self.criterion(logits, y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -61,6 +90,10 @@ class ImageClassifier(L.LightningModule):
         # net at batch 4: log only on the steps whose metrics Lightning writes out.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss.detach(), prog_bar=True)
+        if self.l1_params:  # the logged loss is the data loss; the penalty only steers training
+            loss = (
+                loss + self.hparams.l1 * torch.stack(torch._foreach_norm(self.l1_params, 1)).sum()
+            )
         return loss
 
     def eval_step(self, batch, split: str) -> None:
@@ -68,6 +101,7 @@ class ImageClassifier(L.LightningModule):
         logits = self.net(x)
         getattr(self, f"{split}_loss").update(self.loss(logits, y), len(y))
         getattr(self, f"{split}_acc").update(logits, y)
+        getattr(self, f"{split}_class_acc").update(logits, y)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.eval_step(batch, "val")
@@ -75,9 +109,41 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self.eval_step(batch, "test")
 
+    def on_fit_start(self) -> None:
+        self._set_criterion()
+
+    def on_test_start(self) -> None:
+        self._set_criterion()
+
+    def _set_criterion(self) -> None:
+        """The loss, weighted by the training set's class counts when asked (on this device)."""
+        hp = self.hparams
+        weight = None
+        if hp.class_weights != "none":
+            counts = getattr(self.trainer.datamodule, "class_counts", None)
+            if counts is None:
+                raise FmlabError(
+                    f"task.class_weights={hp.class_weights!r} needs the training set's class "
+                    "counts, which this data module does not provide (no `class_counts`). Use "
+                    "task.class_weights=none with it."
+                )
+            weight = losses.class_weights(counts, hp.class_weights, hp.class_weights_beta)
+            weight = weight.to(self.device)
+        if hp.loss == "focal":
+            self.criterion = partial(losses.focal_loss, gamma=hp.focal_gamma, weight=weight)
+        elif weight is not None:
+            self.criterion = partial(
+                losses.weighted_cross_entropy, weight=weight, label_smoothing=hp.label_smoothing
+            )
+
     def on_train_epoch_start(self) -> None:
         self.train_sums.zero_()
         self.train_seen = 0
+        if self.hparams.freeze_backbone:
+            # Frozen means frozen: no batch-norm statistics drift, no dropout in the backbone.
+            for name, module in self.net.named_modules():
+                if name and not in_head(name, self.head) and not self.head.startswith(name + "."):
+                    module.eval()
 
     def on_train_epoch_end(self) -> None:
         if self.train_seen:
@@ -85,13 +151,37 @@ class ImageClassifier(L.LightningModule):
             self.log("train/loss", loss, sync_dist=True)
             self.log("train/acc", acc, sync_dist=True, prog_bar=True)
 
+    def eval_epoch_end(self, split: str) -> None:
+        self.log(f"{split}/loss", getattr(self, f"{split}_loss"), prog_bar=split == "val")
+        self.log(f"{split}/acc", getattr(self, f"{split}_acc"), prog_bar=split == "val")
+        per_class = getattr(self, f"{split}_class_acc")
+        accs = per_class.compute()  # (num_classes,)
+        per_class.reset()
+        self.log(f"{split}/balanced_acc", accs.mean())
+        if self.hparams.class_metrics:
+            self.log_dict({f"{split}/acc_class{i}": a for i, a in enumerate(accs)})
+
     def on_validation_epoch_end(self) -> None:
-        self.log("val/loss", self.val_loss, prog_bar=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        self.eval_epoch_end("val")
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/loss", self.test_loss)
-        self.log("test/acc", self.test_acc)
+        self.eval_epoch_end("test")
+
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters grouped by learning rate (head vs backbone) and weight decay
+        (none on norms and biases, the 1-D tensors, unless ``decay_norm_and_bias``)."""
+        hp, groups = self.hparams, {}
+        for name, p in self.net.named_parameters():
+            if p.requires_grad:
+                head = self.head is not None and hp.head_lr is not None and in_head(name, self.head)
+                decay = hp.decay_norm_and_bias or p.ndim > 1
+                groups.setdefault((head, decay), []).append(p)
+        return [
+            {"params": ps}
+            | ({"lr": hp.head_lr} if head else {})
+            | ({} if decay else {"weight_decay": 0.0})
+            for (head, decay), ps in groups.items()
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The epoch's running sums, so that a run resumed mid-epoch reports the same train/loss.
@@ -103,12 +193,50 @@ class ImageClassifier(L.LightningModule):
             self.train_seen = checkpoint["train_epoch_sums"]["seen"]
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        groups = self.parameter_groups()
+        if self.hparams.l1:
+            self.l1_params = [p for g in groups if "weight_decay" not in g for p in g["params"]]
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        interval = self.hparams.scheduler_interval
+        interval = self.hparams.scheduler_interval or _natural_interval(self.scheduler_factory)
+        scheduler = self.scheduler_factory(optimizer, **self._run_length(interval))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
+
+    def _run_length(self, interval: str) -> dict:
+        """``{total_steps or T_max: length of the run}`` in ``interval`` units, for a schedule whose
+        config leaves its length out; ``{}`` otherwise."""
+        params = inspect.signature(self.scheduler_factory).parameters
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        missing = [a for a in LENGTH_ARGS if a in params and keywords.get(a) is None]
+        if not missing:
+            return {}
+        steps = self.trainer.estimated_stepping_batches
+        if interval == "epoch":
+            per_epoch = math.ceil(
+                self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+            )
+            steps = math.ceil(steps / max(1, per_epoch))
+        return {missing[0]: int(steps)}
+
+
+def _natural_interval(factory) -> str:
+    """Schedules sized in optimizer steps (``total_steps``: OneCycleLR, warmup_cosine) step per
+    optimizer step; all others per epoch."""
+    return "step" if "total_steps" in inspect.signature(factory).parameters else "epoch"
+
+
+def _check_choices(loss, weights, label_smoothing, interval) -> None:
+    if loss not in ("cross_entropy", "focal"):
+        raise FmlabError(f"task.loss={loss!r} is not a loss; use cross_entropy or focal.")
+    if weights not in losses.CLASS_WEIGHTS:
+        raise FmlabError(
+            f"task.class_weights={weights!r}: use one of {list(losses.CLASS_WEIGHTS)}."
+        )
+    if loss == "focal" and label_smoothing:
+        raise FmlabError("task.loss=focal takes no label smoothing; set task.label_smoothing=0.")
+    if interval not in (None, "step", "epoch"):
+        raise FmlabError(f"task.scheduler_interval={interval!r}: use step, epoch or null.")

@@ -1,0 +1,208 @@
+"""Sweeps through the real fmlab-train -m: grids, resumed sweeps, Optuna, W&B groups, and the
+launcher configs (the SLURM, DDP and parallel runs are in test_sweeps_scale.py)."""
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+
+from fmlab import CONF_DIR
+from fmlab.errors import FmlabError
+from fmlab.sweeps import prepare_job, tasks_per_node
+
+RECORD_KEYS = {"status", "metrics", "optimized_metric", "checkpoints", "timing", "config"}
+
+
+def tiny(data: Path) -> list[str]:
+    """One short epoch on the synthetic CIFAR-10 (160 training, 40 validation, 40 test images)."""
+    return [
+        f"paths.data_dir={data}",
+        "data.val_size=40",
+        "data.batch_size=40",
+        "trainer.max_epochs=1",
+        "callbacks=none",
+    ]
+
+
+def records(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))}
+
+
+def wandb_runs(path: Path) -> list:
+    """The run records (protobuf) of a W&B 0.31 offline `.wandb` file: a 7-byte header, then
+    leveldb-log chunks (crc32, length, type) in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    buf, pos, chunk, runs = path.read_bytes(), 7, b"", []
+    while pos + 7 <= len(buf):
+        if (left := 32768 - pos % 32768) < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", buf[pos : pos + 7])
+        chunk += buf[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            if record.WhichOneof("record_type") == "run":
+                runs.append(record.run)
+            chunk = b""
+    return runs
+
+
+def test_grid_writes_every_job_and_resume_skips_them(synthetic_data, tmp_path):
+    """sweep=augmentation is a 4-job grid; each job is its own W&B run in the sweep's group; the
+    same command with resume_sweep=true trains nothing and leaves every record untouched."""
+    args = ["fmlab-train", "-m", "sweep=augmentation", "sweep_id=grid", *tiny(synthetic_data)]
+    run_cli(*args, cwd=tmp_path)
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "grid"
+    first = records(sweep)
+    assert list(first) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "complete" and RECORD_KEYS <= set(r) for r in first.values())
+    grid = {(r["config"]["data"]["crop"], r["config"]["data"]["flip"]) for r in first.values()}
+    assert grid == {(True, True), (True, False), (False, True), (False, False)}
+
+    for job in first:
+        (run_file,) = (sweep / job / "wandb").glob("offline-run-*/run-*.wandb")
+        (run,) = wandb_runs(run_file)
+        assert (run.run_group, run.job_type) == ("grid", "train")
+        assert "data.crop=" in run.display_name
+
+    stamps = {job: (sweep / job / "results.json").stat().st_mtime_ns for job in first}
+    proc = run_cli(*args, "resume_sweep=true", cwd=tmp_path)
+    assert records(sweep) == first
+    assert {job: (sweep / job / "results.json").stat().st_mtime_ns for job in first} == stamps
+    output = proc.stdout + proc.stderr
+    assert output.count("Skipping:") == 4 and "Logger wandb" not in output  # nothing was built
+    assert all(len(list((sweep / j / "wandb").glob("offline-run-*"))) == 1 for j in first)
+
+    # A changed grid does not overwrite the finished jobs: it is refused, naming what changed.
+    proc = run_cli(*args, "resume_sweep=true", "data.batch_size=20", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "data.batch_size" in proc.stdout + proc.stderr
+    assert records(sweep) == first
+
+
+def test_optuna_search_returns_the_metric_and_resumes(synthetic_data, tmp_path):
+    args = [
+        "fmlab-train",
+        "-m",
+        "hparams_search=convnet_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "sweep_id=search",
+        "logger=csv",
+        *tiny(synthetic_data),
+    ]
+    run_cli(*args, cwd=tmp_path)
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "search"
+    trials = records(sweep)
+    assert len(trials) == 3 and all(r["optimized_metric"] == "val/acc" for r in trials.values())
+    assert len({r["config"]["optimizer"]["lr"] for r in trials.values()}) == 3
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == max(r["metrics"]["val/acc"] for r in trials.values())
+
+    # The sampler's seed is fixed: a resumed search proposes the same trials and skips them all.
+    proc = run_cli(*args, "resume_sweep=true", cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("Skipping:") == 3 and records(sweep) == trials
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text()) == result
+
+
+def test_a_misspelled_optimized_metric_is_one_clear_error(synthetic_data, tmp_path):
+    proc = run_cli(
+        "fmlab-train",
+        "-m",
+        "hparams_search=convnet_optuna",
+        "hydra.sweeper.n_trials=2",
+        "optimized_metric=val/accuracy",
+        "logger=none",
+        *tiny(synthetic_data),
+        cwd=tmp_path,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output
+    assert "optimized_metric='val/accuracy'" in output and "'val/acc'" in output
+
+
+def compose_hydra(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def job_config(overrides: list[str], mode: RunMode, output_dir: Path):
+    """A job's config as fmlab-train's main sees it, with Hydra's runtime set."""
+    cfg = compose_hydra(overrides)
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.runtime.output_dir = mode, str(output_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def test_resume_needs_a_named_sweep(tmp_path):
+    cfg = job_config(["resume_sweep=true"], RunMode.MULTIRUN, tmp_path)
+    with pytest.raises(FmlabError, match="sweep_id=NAME"):
+        prepare_job(cfg)
+    prepare_job(job_config(["resume_sweep=true", "sweep_id=a"], RunMode.MULTIRUN, tmp_path))
+    with pytest.raises(FmlabError, match="multirun"):
+        prepare_job(job_config(["resume_sweep=true", "sweep_id=a"], RunMode.RUN, tmp_path))
+
+
+def test_ranks_from_srun_without_a_shared_folder_are_refused(tmp_path, monkeypatch):
+    """Two srun tasks would each resolve ${now} to a folder of their own."""
+    for name, value in {"SLURM_NTASKS": "2", "SLURM_JOB_NAME": "train"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(FmlabError, match="hydra.run.dir="):
+        prepare_job(job_config([], RunMode.RUN, tmp_path))
+    prepare_job(job_config([f"hydra.run.dir={tmp_path}"], RunMode.RUN, tmp_path))
+
+
+def test_a_job_whose_ranks_differ_from_its_slurm_tasks_is_refused(tmp_path, monkeypatch):
+    """The launcher sized the array from the command line's trainer, the job swept another."""
+    env = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "train"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = job_config(["trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}"], RunMode.MULTIRUN, tmp_path)
+    with pytest.raises(FmlabError, match="1 tasks per node, but its trainer.devices=2"):
+        prepare_job(cfg)
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "local"])
+def test_ddp_in_a_worker_process_launcher_is_refused(launcher, tmp_path):
+    overrides = [f"hydra/launcher={launcher}", "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}"]
+    with pytest.raises(FmlabError, match="trainer.devices=2"):
+        prepare_job(job_config(overrides, RunMode.MULTIRUN, tmp_path))
+
+
+def test_slurm_launcher_asks_for_what_the_trainer_uses():
+    cfg = compose_hydra(["hydra/launcher=slurm", "trainer=ddp_slurm", "trainer.num_nodes=2"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert launcher["max_num_timeout"] > 0  # pre-empted or timed-out jobs are requeued
+    cfg = compose_hydra(["hydra/launcher=slurm", "trainer=ddp_cpu"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (1, 2, 0)
+    with pytest.raises(FmlabError, match="trainer.devices='auto'"):
+        tasks_per_node("auto")
+
+
+def test_named_sweeps_and_searches_compose():
+    for group in ("sweep", "hparams_search"):
+        for option in sorted(p.stem for p in Path(CONF_DIR, group).glob("*.yaml")):
+            cfg = compose_hydra([f"{group}={option}"])
+            assert cfg.hydra.sweeper.params, f"{group}={option} sweeps nothing"
+    cfg = compose_hydra(["hydra/launcher=parallel"])
+    assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["n_jobs"] >= 1

@@ -1,0 +1,93 @@
+"""Every shipped table spec parses and validates; its rows compose where their experiments exist;
+a wrong spec is refused naming what is wrong."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fmlab import CONF_DIR
+from fmlab.errors import FmlabError
+from fmlab.tables.spec import load_spec, parse_spec
+
+TABLES = sorted(p.stem for p in Path(CONF_DIR, "table").glob("*.yaml"))
+EXPERIMENTS = {p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml")}
+ROWS = [(t, i) for t in TABLES for i in range(len(load_spec(t).rows))]
+
+
+def test_the_shipped_tables():
+    assert TABLES == [
+        "char_lm_shakespeare",
+        "cifar10_lt_cui2019",
+        "convnet_cifar10",
+        "nanogpt_shakespeare_char",
+        "resnet_cifar10_he2016",
+    ]
+    requires = {t: load_spec(t).requires for t in TABLES}
+    assert [t for t, r in requires.items() if r == "cpu"] == [
+        "char_lm_shakespeare",
+        "convnet_cifar10",
+    ]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_spec_validates_with_a_cited_reference(table):
+    spec = load_spec(table)
+    assert spec.source and spec.title and len(spec.seeds) >= 3
+    assert any(row.reference for row in spec.rows)
+    assert all(any(o.startswith("experiment=") for o in row.overrides) for row in spec.rows)
+
+
+def test_published_numbers():
+    refs = {
+        t: [(r.reference.low, r.reference.high) for r in load_spec(t).rows if r.reference]
+        for t in TABLES
+    }
+    assert refs["convnet_cifar10"] == [(53, 56)]
+    assert refs["resnet_cifar10_he2016"] == [(8.75, 8.75), (7.51, 7.51), (7.17, 7.17), (6.97, 6.97)]
+    assert refs["char_lm_shakespeare"] == [(1.88, 1.88)]
+    lt = [29.64, 29.62, 29.45, 27.63, 25.43]
+    assert refs["cifar10_lt_cui2019"] == [(v, v) for v in lt]
+    assert refs["nanogpt_shakespeare_char"] == [(1.4697, 1.4697)]
+
+
+@pytest.mark.parametrize(("table", "index"), ROWS)
+def test_row_composes_where_its_experiment_exists(table, index, compose_cfg, synthetic_data):
+    spec = load_spec(table)
+    row = spec.rows[index]
+    experiment = next(o for o in row.overrides if o.startswith("experiment=")).split("=")[1]
+    if experiment not in EXPERIMENTS:
+        pytest.skip(f"experiment {experiment} is not on this branch yet")
+    overrides = [*spec.overrides, *row.overrides, f"paths.data_dir={synthetic_data}", "seed=1"]
+    OmegaConf.to_container(compose_cfg("train", overrides), resolve=True)
+
+
+GOOD = {
+    "title": "t",
+    "metric": "test/acc",
+    "better": "higher",
+    "seeds": [1, 2],
+    "rows": [{"name": "a", "overrides": ["experiment=x"], "reference": 1.0}],
+    "reference": {"tolerance": 0.1},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, r"unknown keys \['colour'\]"),
+        ({"better": "up"}, "`better` must be higher or lower"),
+        ({"transform": "log"}, "`transform` must be one of"),
+        ({"requires": "tpu"}, "`requires` must be cpu or gpu"),
+        ({"seeds": [1, 1]}, "distinct integers"),
+        ({"reference": {}}, "needs a tolerance"),
+        ({"rows": [{"name": "a", "reference": "high"}]}, "must be a number or"),
+        ({"rows": [{"name": "a b"}, {"name": "a.b", "id": "a_b"}]}, "row ids must be distinct"),
+        ({"rows": [{"name": "a", "overrides": ["seed=3"]}]}, "seeds come from `seeds`"),
+        ({"rows": [{"name": "a", "overide": []}]}, r"unknown keys \['overide'\]"),
+    ],
+)
+def test_a_wrong_spec_is_refused_by_name(change, message):
+    with pytest.raises(FmlabError, match=message):
+        parse_spec("t", {**GOOD, **change})
+    parse_spec("t", GOOD)
