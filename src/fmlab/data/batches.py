@@ -64,7 +64,24 @@ class BatchIndices(Sampler[torch.Tensor]):
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-<<<<<<< HEAD
+        yield from order.split(self.batch_size)[self._start() : len(self)]
+
+
+class ClassBalancedBatchIndices(BatchIndices):
+    """Class-balanced re-sampling: each epoch draws ``len(labels)`` indices with replacement,
+    every class equally likely and every image equally likely within its class. Deterministic per
+    ``seed`` and epoch, like ``BatchIndices``."""
+
+    def __init__(
+        self, labels: torch.Tensor, batch_size: int, seed: int = 0, drop_last: bool = False
+    ) -> None:
+        super().__init__(len(labels), batch_size, shuffle=True, seed=seed, drop_last=drop_last)
+        counts = torch.bincount(labels)
+        self.weights = 1.0 / counts[labels].double()  # (N,): 1 / size of the image's class
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
         yield from order.split(self.batch_size)[self._start() : len(self)]
 
 
@@ -94,24 +111,3 @@ class BatchLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.resume_at(state["epoch"], state["batches"])
-=======
-        yield from order.split(self.batch_size)[: len(self)]
-
-
-class ClassBalancedBatchIndices(BatchIndices):
-    """Class-balanced re-sampling: each epoch draws ``len(labels)`` indices with replacement,
-    every class equally likely and every image equally likely within its class. Deterministic per
-    ``seed`` and epoch, like ``BatchIndices``."""
-
-    def __init__(
-        self, labels: torch.Tensor, batch_size: int, seed: int = 0, drop_last: bool = False
-    ) -> None:
-        super().__init__(len(labels), batch_size, shuffle=True, seed=seed, drop_last=drop_last)
-        counts = torch.bincount(labels)
-        self.weights = 1.0 / counts[labels].double()  # (N,): 1 / size of the image's class
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
-        yield from order.split(self.batch_size)[: len(self)]
->>>>>>> main

@@ -10,14 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-<<<<<<< HEAD
-from fmlab.data.augment import normalize, normalizer, random_crop, random_flip
-from fmlab.data.batches import BatchIndices, BatchLoader, TensorBatches
-=======
 from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
-from fmlab.data.batches import BatchIndices, ClassBalancedBatchIndices, TensorBatches
+from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
 from fmlab.data.imbalance import long_tailed_split
->>>>>>> main
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -231,11 +226,6 @@ class CIFAR10DataModule(L.LightningDataModule):
             "mismatched_files": mismatched,
         }
 
-<<<<<<< HEAD
-    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
-        return BatchLoader(  # resumable mid-epoch: Lightning checkpoints its position
-=======
     def _loader(
         self, dataset: TensorBatches, batch_size: int, shuffle: bool, balanced: bool = False
     ) -> DataLoader:
@@ -243,8 +233,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             sampler = ClassBalancedBatchIndices(dataset.tensors[1], batch_size, seed=self.seed)
         else:
             sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(
->>>>>>> main
+        return BatchLoader(  # resumable mid-epoch: Lightning checkpoints its position
             dataset,
             batch_size=None,  # the sampler yields whole batches
             sampler=sampler,
