@@ -168,8 +168,8 @@ def _accepts(hint, value, default) -> bool:
     """Whether a config value can be passed where ``hint`` is expected; unknown hints accept."""
     if hint is inspect.Parameter.empty or hint is typing.Any:
         return True
-    if value is None:
-        return default is None or _accepts_none(hint)
+    if value is None:  # "not set": some are filled in by fmlab-train (e.g. a schedule's length)
+        return True
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(h, value, default) for h in typing.get_args(hint))
@@ -191,11 +191,3 @@ def _accepts(hint, value, default) -> bool:
             return isinstance(value, str)
         return not isinstance(value, (bool, int, float, str))
     return True
-
-
-def _accepts_none(hint) -> bool:
-    if hint is type(None):
-        return True
-    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
-        typing.get_args(hint)
-    )
