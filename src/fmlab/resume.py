@@ -107,7 +107,8 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | 
     if cfg.get("ckpt_path"):
         load_checkpoint(cfg.ckpt_path)  # refuses code, corrupt files and non-fmlab files by name
         return str(Path(cfg.ckpt_path).expanduser())
-    found = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    found = [*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     if cfg.resume == "never":
         if found:
             raise FmlabError(
