@@ -1,5 +1,6 @@
 """Transfer learning: init_from a fmlab checkpoint, a new head, a frozen backbone."""
 
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def test_init_from_loads_every_matching_tensor_and_records_it(
     source = train(compose_cfg("train", [f"paths.data_dir={synthetic_data}", *SHRUNK]))
     init_from = tmp_path / "source.ckpt"
     Path(source["checkpoints"]["last"]).rename(init_from)
+    # The second run shares the folder: without the first one's checkpoints it is a new run, not
+    # a continuation (resume=auto would refuse to continue it with another config).
+    shutil.rmtree(tmp_path / "checkpoints")
     overrides = [f"init_from={init_from}", "task.freeze_backbone=true", "task.head_lr=0.01"]
     cfg = compose_cfg("train", [f"paths.data_dir={synthetic_data}", *SHRUNK, *overrides])
     report = train(cfg)["transfer"]

@@ -5,32 +5,16 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fmlab import CONF_DIR
-from fmlab.errors import FmlabError
+from fmlab import CONF_DIR, checks
+from fmlab.checkpoints import check_fits, load_checkpoint
 from fmlab.record import environment, write_json_atomic
 from fmlab.tracking import finish_loggers, instantiate_loggers
 from fmlab.train import build
 
 log = logging.getLogger(__name__)
-
-
-def load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FmlabError(
-            f"ckpt_path={str(path)!r} does not exist. Pass the path of a .ckpt file "
-            "that fmlab-train wrote (<run folder>/checkpoints/last.ckpt)."
-        )
-    # weights_only=True: a checkpoint is data; one that carries code is refused, not run.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "config" not in checkpoint.get("hyper_parameters", {}):
-        raise FmlabError(
-            f"ckpt_path={str(path)!r} holds no fmlab run config; it was not written by fmlab-train."
-        )
-    return checkpoint
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -42,6 +26,7 @@ def evaluate(cfg: DictConfig) -> dict:
     train_cfg.data.data_dir = cfg.paths.data_dir  # this machine's data, not the training machine's
 
     datamodule, task = build(train_cfg)
+    check_fits(task, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
     # The data's own state (a text tokenizer): the data refuses to evaluate with a different one.
     datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
@@ -70,12 +55,12 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except FmlabError as err:
-        log.error("%s", err)
-        raise SystemExit(1) from None
+def hydra_main(cfg: DictConfig) -> None:
+    checks.job(evaluate, cfg)
+
+
+def main() -> None:
+    checks.cli(hydra_main, "fmlab-eval")
 
 
 if __name__ == "__main__":

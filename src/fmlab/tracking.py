@@ -39,12 +39,19 @@ def wandb_mode() -> str:
     return "online"
 
 
-def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
+def instantiate_loggers(cfg: DictConfig | None, wandb_id: str | None = None) -> list[Logger]:
+    """The configured loggers; ``wandb_id`` (kept in the run folder) makes a resumed run log into
+    the same W&B run. Offline, each attempt writes its own offline-run-*-<id> folder with that
+    id, and `wandb sync` uploads them into one run in order."""
     loggers = []
     for name, conf in (cfg or {}).items():
         if conf is None:
             continue
-        if conf.get("_target_", "").endswith("WandbLogger") and conf.get("mode") is None:
+        is_wandb = conf.get("_target_", "").endswith("WandbLogger")
+        if is_wandb and wandb_id and conf.get("id") is None:
+            with open_dict(conf):
+                conf.id, conf.resume = wandb_id, "allow"
+        if is_wandb and conf.get("mode") is None:
             # WANDB_MODE, when the user set it, wins; else decide. Passing `mode` to wandb.init
             # (not `offline=True`, which sets WANDB_MODE for the whole process) keeps one job's
             # choice from leaking into the next job of a sweep.

@@ -12,7 +12,9 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import CONF_DIR
+from fmlab import CONF_DIR, checks, resume
+from fmlab.callbacks import Preemption, RandomState, StopOnNonFinite
+from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.sweeps import finished_record, prepare_job
@@ -64,6 +66,8 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    checks.check_config(OmegaConf.to_container(cfg, resolve=True))
+    resume.check_options(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, task = build(cfg)
@@ -76,25 +80,43 @@ def train(cfg: DictConfig) -> dict:
                     conf.monitor = None
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
+    if (done := resume.finished_record(output_dir, config)) is not None:
+        log.info("This run is already complete: %s", output_dir / "results.json")
+        return done
+    ckpt_path = resume.checkpoint_to_resume(cfg, output_dir, config)
+    if ckpt_path:
+        check_fits(task, load_checkpoint(ckpt_path))
 
     # Training time alone (no setup, no testing) for the record's throughput. It also enforces
     # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
     timer = Timer(duration=cfg.trainer.get("max_time"))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
-    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += [timer, RandomState(), StopOnNonFinite(), Preemption(output_dir / "checkpoints")]
+    loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_time=None)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        max_time=None,
+        plugins=[AtomicCheckpointIO()],
+    )
     for logger in loggers:
         logger.log_hyperparams(config)
 
     try:
         fit_started = time.perf_counter()
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_s = time.perf_counter() - fit_started
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
         checkpoint = trainer.checkpoint_callback
+        # Read before testing: test(ckpt_path=best) restores the callback's state from that file.
+        saved = {
+            "best": getattr(checkpoint, "best_model_path", None) or None,
+            "last": getattr(checkpoint, "last_model_path", None) or None,
+        }
         tested = None
         if cfg.get("test"):
             best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
@@ -111,10 +133,7 @@ def train(cfg: DictConfig) -> dict:
         "metrics": metrics,
         "optimized_metric": cfg.get("optimized_metric"),
         "tested": tested,
-        "checkpoints": {
-            "best": getattr(checkpoint, "best_model_path", None) or None,
-            "last": getattr(checkpoint, "last_model_path", None) or None,
-        },
+        "checkpoints": saved,
         "data": datamodule.record,
         "transfer": transfer,  # what init_from loaded into the net, or None
         **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
@@ -149,13 +168,17 @@ def optimized_value(record: dict) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    try:
-        prepare_job(cfg)
-        return optimized_value(finished_record(cfg) or train(cfg))
-    except FmlabError as err:
-        log.error("%s", err)
-        raise SystemExit(1) from None
+def hydra_main(cfg: DictConfig) -> float | None:
+    return checks.job(run_job, cfg)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    prepare_job(cfg)
+    return optimized_value(finished_record(cfg) or train(cfg))
+
+
+def main() -> float | None:
+    return checks.cli(hydra_main, "fmlab-train")
 
 
 if __name__ == "__main__":

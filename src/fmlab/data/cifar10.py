@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
-from fmlab.data.batches import BatchIndices, ClassBalancedBatchIndices, TensorBatches
+from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
 from fmlab.data.imbalance import long_tailed_split
 from fmlab.errors import FmlabError
 
@@ -233,10 +233,13 @@ class CIFAR10DataModule(L.LightningDataModule):
             sampler = ClassBalancedBatchIndices(dataset.tensors[1], batch_size, seed=self.seed)
         else:
             sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(
+        return BatchLoader(  # resumable mid-epoch: Lightning checkpoints its position
             dataset,
             batch_size=None,  # the sampler yields whole batches
             sampler=sampler,
+            # Its own generator: starting an epoch must not draw from the global RNG, or a run
+            # resumed mid-epoch would see different augmentation than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

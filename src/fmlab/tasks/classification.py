@@ -183,6 +183,15 @@ class ImageClassifier(L.LightningModule):
             for (head, decay), ps in groups.items()
         ]
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The epoch's running sums, so that a run resumed mid-epoch reports the same train/loss.
+        checkpoint["train_epoch_sums"] = {"sums": self.train_sums.cpu(), "seen": self.train_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "train_epoch_sums" in checkpoint:
+            self.train_sums.copy_(checkpoint["train_epoch_sums"]["sums"])
+            self.train_seen = checkpoint["train_epoch_sums"]["seen"]
+
     def configure_optimizers(self):
         groups = self.parameter_groups()
         if self.hparams.l1:

@@ -1,0 +1,193 @@
+"""Bad input reaches the user as one paragraph naming the bad value and the fix, never a traceback.
+
+Three layers, none of which needs a schema per config group (each group's keys are its target's
+constructor arguments, so the constructor's signature is the schema):
+- ``cli``: Hydra's composition errors (an unknown option of a group, a misspelled key, bad
+  override syntax), explained with the valid choices and a "did you mean";
+- ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types);
+- ``job``: FmlabError, OmegaConf and instantiation errors inside the run become one log line.
+"""
+
+import difflib
+import inspect
+import logging
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from hydra.utils import get_object
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf.errors import OmegaConfBaseException
+
+from fmlab.errors import FmlabError
+
+log = logging.getLogger(__name__)
+EXIT_USAGE = 2  # the command line itself is wrong (as argparse does)
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def explain(err: Exception) -> str:
+    """One paragraph for a Hydra composition error."""
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, option = str(err.missing_cfg_file).rpartition("/")
+        return (
+            f"{group}={option} is not an option of the config group {group!r}: there is no "
+            f"conf/{group}/{option}.yaml.{_did_you_mean(option, err.options)} The options are: "
+            f"{', '.join(err.options)}. Pick one of those, or add conf/{group}/{option}.yaml."
+        )
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and "Could not override" in str(err):
+        parent = cause.parent_node
+        keys = [k for k in (parent.keys() if parent is not None else []) if k != "hydra"]
+        keys = [k for k in keys if not (k.startswith("_") and k.endswith("_"))]
+        where = cause.full_key.rpartition(".")[0]
+        append = str(err).rpartition("use ")[2].strip()
+        return (
+            f"{cause.full_key!r} is not a key of the config{f' {where!r}' if where else ''}: "
+            f"misspelled?{_did_you_mean(str(cause.key), keys)} Its keys are: {', '.join(keys)}. "
+            f"To add a new key on purpose, prefix it with '+': {append}"
+        )
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = lines[: next((i for i, s in enumerate(lines) if s.startswith("Config search")), None)]
+    return " ".join(lines)
+
+
+def cli(hydra_main: Callable, app: str):
+    """Run a ``@hydra.main`` function; a composition error exits 2 with one paragraph."""
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's own full traces
+        return hydra_main()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us instead of printing them
+    try:
+        return hydra_main()
+    except (ConfigCompositionException, OverrideParseException) as err:
+        print(f"{app}: error: {explain(err)}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def job(run: Callable, cfg):
+    """Run the job; a user error is logged as one paragraph and exits 1."""
+    try:
+        return run(cfg)
+    except FmlabError as err:
+        log.error("%s", err)
+    except InstantiationException as err:
+        log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        log.error(
+            "%s%s. Fix that value on the command line or in its conf/ file.",
+            f"{key}: " if key else "",
+            _one_line(err),
+        )
+    except SIGTERMException:
+        log.warning(
+            "Stopped by a signal (pre-emption, scancel or a time limit). Run the same command "
+            "again (with its run_id) to continue from the newest checkpoint."
+        )
+        raise SystemExit(128 + 15) from None
+    raise SystemExit(1)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(s.strip() for s in str(err).splitlines() if s.strip()).rstrip(".")
+
+
+def check_config(config: dict, where: str = "") -> None:
+    """Every ``_target_`` node's keys must be arguments of its target, of the annotated type."""
+    if not isinstance(config, dict):
+        return
+    if "_target_" in config:
+        _check_node(config, where)
+    for key, value in config.items():
+        if isinstance(value, dict):
+            check_config(value, f"{where}.{key}" if where else str(key))
+
+
+def _check_node(node: dict, where: str) -> None:
+    try:
+        target = get_object(node["_target_"])
+    except Exception as err:
+        raise FmlabError(
+            f"{where}._target_={node['_target_']!r} cannot be imported ({err}). Check its "
+            "spelling and that the package that provides it is installed."
+        ) from None
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # some builtins have no signature: nothing to check against
+        return
+    hints = _hints(target)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    name = getattr(target, "__qualname__", str(target))
+    for key, value in node.items():
+        if key.startswith("_") and key.endswith("_"):
+            continue
+        if key not in params:
+            if takes_any:
+                continue
+            raise FmlabError(
+                f"{where}.{key} is not an argument of {name}.{_did_you_mean(key, params)} Its "
+                f"arguments are: {', '.join(p for p in params if p not in ('self', 'args'))}. "
+                f"Remove {where}.{key} or correct its name."
+            )
+        hint = hints.get(key, params[key].annotation)
+        if not _accepts(hint, value, params[key].default):
+            default = params[key].default
+            example = "" if default in (None, params[key].empty) else f", e.g. {default!r}"
+            raise FmlabError(
+                f"{where}.{key}={value!r} has the wrong type: {name} takes {key} as "
+                f"{_type_name(hint)}. Write a value of that type{example}."
+            )
+
+
+def _hints(target) -> dict:
+    try:
+        return typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        return {}
+
+
+def _type_name(hint) -> str:
+    return hint.__name__ if inspect.isclass(hint) else str(hint).replace("typing.", "")
+
+
+def _accepts(hint, value, default) -> bool:
+    """Whether a config value can be passed where ``hint`` is expected; unknown hints accept."""
+    if hint is inspect.Parameter.empty or hint is typing.Any:
+        return True
+    if value is None:  # "not set": some are filled in by fmlab-train (e.g. a schedule's length)
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(h, value, default) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if isinstance(value, dict) and "_target_" in value:
+        return True  # a nested object built by instantiate
+    scalars = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    if hint in scalars:
+        return isinstance(value, scalars[hint]) and not (hint is not bool and value is True)
+    if hint in (list, tuple) or origin in (list, tuple, Sequence):
+        return isinstance(value, list)
+    if hint is dict or origin in (dict, Mapping):
+        return isinstance(value, dict)
+    if inspect.isclass(hint):
+        if isinstance(value, hint):
+            return True
+        if issubclass(hint, os.PathLike):
+            return isinstance(value, str)
+        return not isinstance(value, (bool, int, float, str))
+    return True

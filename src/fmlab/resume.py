@@ -1,0 +1,150 @@
+"""Named runs and resuming: which checkpoint a run continues from, and its W&B run id.
+
+``run_id=NAME`` fixes the run folder (logs/<task>/runs/NAME, see conf/hydra/default.yaml), so
+running the same command again finds what the first attempt left there: the newest readable
+checkpoint (``checkpoints/*.ckpt``, or the ``hpc_ckpt_*.ckpt`` Lightning saves on SLURM's
+pre-emption signal) and the W&B run id.
+"""
+
+import json
+import logging
+import re
+import uuid
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from fmlab.checkpoints import CorruptCheckpoint, load_checkpoint
+from fmlab.errors import FmlabError
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "never", "must")
+# Config keys that say where a run lives and how it is watched, not what it computes.
+VOLATILE = (
+    "paths",
+    "data.data_dir",
+    "trainer.default_root_dir",
+    "run_id",
+    "resume",
+    "ckpt_path",
+    "logger",
+    "tags",
+    "run_name",
+    "test",
+)
+# Keys that may also change when a run continues: how long it trains and on what hardware.
+CONTINUABLE = (
+    *VOLATILE,
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.max_time",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "callbacks",
+    "optimized_metric",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.eval_batch_size",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(saved: dict, now: dict, allowed: tuple[str, ...]) -> list[str]:
+    """``key: saved -> now`` for every difference outside ``allowed`` keys and their children."""
+    a, b = _flat(saved), _flat(now)
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return [
+        f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
+        for k in keys
+        if not any(k == p or k.startswith(p + ".") for p in allowed)
+    ]
+
+
+def check_options(cfg: DictConfig) -> None:
+    run_id = cfg.get("run_id")
+    if run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(run_id)):
+        raise FmlabError(
+            f"run_id={run_id!r} is not a usable folder name. Use letters, digits, '.', '_' and "
+            "'-' only (for example run_id=resnet20-seed1)."
+        )
+    if cfg.get("resume") not in MODES:
+        raise FmlabError(
+            f"resume={cfg.get('resume')!r} is not a resume mode. Use resume=auto (continue from "
+            "the run folder's newest checkpoint if there is one), resume=never (refuse to touch "
+            "a folder that has checkpoints) or resume=must (fail if there is none)."
+        )
+
+
+def finished_record(run_dir: Path, config: dict) -> dict | None:
+    """The run's results.json if it completed with this same config, else None."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "complete":
+        return None
+    return None if config_changes(record.get("config", {}), config, VOLATILE) else record
+
+
+def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | None:
+    """The checkpoint this run continues from: ``ckpt_path`` if given, else (``resume=auto|must``)
+    the newest readable one in ``run_dir``. Every candidate is checked as plain data first."""
+    if cfg.get("ckpt_path"):
+        load_checkpoint(cfg.ckpt_path)  # refuses code, corrupt files and non-fmlab files by name
+        return str(Path(cfg.ckpt_path).expanduser())
+    found = [*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    if cfg.resume == "never":
+        if found:
+            raise FmlabError(
+                f"the run folder {run_dir} already holds checkpoints ({found[0].name}, ...) and "
+                "resume=never. Pass resume=auto to continue that run, or choose another run_id."
+            )
+        return None
+    for path in found:
+        try:
+            checkpoint = load_checkpoint(path, key="resume checkpoint")
+        except CorruptCheckpoint as err:  # e.g. written by an older fmlab without atomic saves
+            log.warning("Skipping a checkpoint that cannot be read: %s", err)
+            continue
+        changes = config_changes(checkpoint["hyper_parameters"]["config"], config, CONTINUABLE)
+        if changes:
+            raise FmlabError(
+                f"run folder {run_dir} holds a run with another config ({'; '.join(changes[:6])}"
+                f"{'; ...' if len(changes) > 6 else ''}). Continuing it would mix two "
+                "experiments: use the same settings as that run, or choose another run_id."
+            )
+        log.info("Resuming from %s (step %d)", path, checkpoint["global_step"])
+        return str(path)
+    if cfg.resume == "must":
+        raise FmlabError(
+            f"resume=must, but the run folder {run_dir} holds no readable checkpoint. Check "
+            "run_id, or pass resume=auto to start the run when there is nothing to continue."
+        )
+    return None
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """This run's W&B id, kept beside its checkpoints: a resumed run logs into the same W&B run."""
+    path = run_dir / "checkpoints" / "wandb_run_id.txt"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:8]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(run_id + "\n")
+    return run_id

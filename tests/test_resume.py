@@ -1,0 +1,120 @@
+"""Resuming through the real CLI: a run stopped cleanly, crashed by an exception and SIGKILLed
+mid-epoch, each time re-run with the same command, ends exactly like an uninterrupted run."""
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+
+TESTS = Path(__file__).parent
+STEPS_PER_EPOCH = 20  # 160 training images at batch 8
+
+
+def args(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    """A deterministic CPU run with augmentation (so the RNG matters) and a step checkpoint every
+    7 steps; 3 epochs of 20 steps."""
+    return [
+        "fmlab-train",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={run_dir}",
+        "data.val_size=40",
+        "data.batch_size=8",
+        "trainer.max_epochs=3",
+        "trainer.accelerator=cpu",
+        "trainer.deterministic=true",
+        "trainer.log_every_n_steps=5",
+        "callbacks.step_checkpoint.every_n_train_steps=7",
+        "optimizer.lr=0.02",
+        "seed=3",
+        *extra,
+    ]
+
+
+def fault(name: str, kind: str, step: int) -> list[str]:
+    return [f"+callbacks.{name}._target_=faults.{kind}", f"+callbacks.{name}.step={step}"]
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def metrics(run_dir: Path) -> dict:
+    """Every metric but the learning rate, which LearningRateMonitor logs only at epoch starts
+    (a run resumed mid-epoch has none to report until the next one)."""
+    return {k: v for k, v in record(run_dir)["metrics"].items() if not k.startswith("lr-")}
+
+
+def weights(run_dir: Path) -> dict:
+    path = run_dir / "checkpoints" / "last.ckpt"
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def newest_checkpoint_step(run_dir: Path) -> int:
+    newest = max(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return torch.load(newest, map_location="cpu", weights_only=True)["global_step"]
+
+
+@pytest.fixture(scope="module")
+def reference(synthetic_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reference")
+    run_cli(*args(synthetic_data, root / "run", "logger=csv"), cwd=root)
+    return root / "run"
+
+
+def test_same_config_and_seed_give_identical_metrics(reference, synthetic_data, tmp_path):
+    run_cli(*args(synthetic_data, tmp_path / "again", "logger=csv"), cwd=tmp_path)
+    assert record(tmp_path / "again")["metrics"] == record(reference)["metrics"]
+    assert record(reference)["config"]["trainer"]["deterministic"] is True
+    first, second = weights(reference), weights(tmp_path / "again")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    faults = [*fault("crash", "RaiseAt", 30), *fault("kill", "KillAt", 47)]
+    env = {"PYTHONPATH": str(TESTS)}
+
+    csv = "logger=csv"  # W&B only in the last two attempts: it costs seconds to start
+
+    # 1. A clean stop after one epoch; the same run is then continued to three.
+    run_cli(*args(synthetic_data, run_dir, "trainer.max_epochs=1", csv), cwd=tmp_path)
+    assert record(run_dir)["timing"]["train_steps"] == STEPS_PER_EPOCH
+    # 2. An exception at step 30: the step-28 checkpoint is the newest, mid-epoch.
+    proc = run_cli(*args(synthetic_data, run_dir, *faults, csv), cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 1 and "injected failure" in proc.stderr
+    assert newest_checkpoint_step(run_dir) == 28
+    # 3. Re-run: resumes at 28, is SIGKILLed at step 47 (newest checkpoint: step 42, mid-epoch).
+    proc = run_cli(*args(synthetic_data, run_dir, *faults), cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert newest_checkpoint_step(run_dir) == 42 and 42 % STEPS_PER_EPOCH != 0
+    assert record(run_dir)["timing"]["train_steps"] == STEPS_PER_EPOCH  # still the first result
+    # 4. Re-run: resumes at 42 and finishes.
+    run_cli(*args(synthetic_data, run_dir, *faults), cwd=tmp_path, env=env)
+
+    assert metrics(run_dir) == metrics(reference)
+    assert record(run_dir)["timing"]["train_steps"] == 3 * STEPS_PER_EPOCH
+    ours, theirs = weights(run_dir), weights(reference)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+    # Every attempt logged into the same W&B run: one offline folder per attempt, one id.
+    wandb_id = (run_dir / "checkpoints" / "wandb_run_id.txt").read_text().strip()
+    attempts = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(attempts) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in attempts)
+
+
+def test_a_complete_run_is_not_run_again(reference, synthetic_data, tmp_path):
+    before = (reference / "results.json").read_bytes()
+    proc = run_cli(*args(synthetic_data, reference, "logger=csv"), cwd=tmp_path)
+    assert "This run is already complete" in proc.stdout + proc.stderr
+    assert (reference / "results.json").read_bytes() == before
+
+
+def test_every_checkpoint_loads_as_plain_data(reference):
+    for path in reference.rglob("*.ckpt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        assert checkpoint["hyper_parameters"]["config"]["seed"] == 3
+        assert "RandomState" in "".join(checkpoint["callbacks"])  # the RNGs travel with it

@@ -1,0 +1,92 @@
+"""Pre-emption on the real local SLURM cluster (../shared/slurm/start.sh): on the warning signal
+(USR1) the run saves its state at the end of the step into the run folder's last.ckpt and
+requeues the job; the requeued job, the same script with the same run_id, finds it there and
+finishes from it, with every step trained exactly once."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+pytestmark = pytest.mark.slow  # about a minute alone: two job starts and a requeue
+
+
+def slurm(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if shutil.which("sbatch") is None:
+        pytest.skip("needs SLURM: run ../shared/slurm/start.sh first")
+    try:
+        if "idle" not in slurm("sinfo", "-h", "-o", "%T") and "mix" not in slurm("sinfo", "-h"):
+            pytest.skip("the SLURM node is not idle (sinfo); run ../shared/slurm/start.sh")
+    except (subprocess.SubprocessError, OSError) as err:
+        pytest.skip(f"SLURM is not running ({err}); run ../shared/slurm/start.sh")
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def job_state(job_id: str) -> str:
+    return slurm("squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T").strip()
+
+
+def test_preempted_job_saves_requeues_and_finishes_from_its_checkpoint(
+    cluster, synthetic_data, tmp_path
+):
+    run_dir = tmp_path / "logs" / "train" / "runs" / "preempted"
+    train = Path(sys.executable).with_name("fmlab-train")
+    script = tmp_path / "job.sh"
+    script.write_text(
+        f"""#!/bin/bash
+#SBATCH --job-name=fmlab-preempt
+#SBATCH --ntasks=1
+#SBATCH --output={tmp_path}/slurm-%j.out
+#SBATCH --open-mode=append
+#SBATCH --requeue
+export WANDB_MODE=offline FMLAB_ROOT={tmp_path} PYTHONPATH={TESTS}
+# The same command on every start: run_id fixes the folder the requeued job looks in.
+srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \\
+  data.batch_size=8 trainer.max_epochs=4 logger=csv \\
+  +callbacks.slow._target_=faults.Slow +callbacks.slow.seconds=0.1
+"""
+    )
+    job_id = slurm("sbatch", "--parsable", str(script)).strip().split(";")[0]
+    try:
+        # Pre-empt once training is under way (the first epoch's checkpoint exists).
+        wait_for(lambda: list(run_dir.glob("checkpoints/epoch*.ckpt")), 300, "the first epoch")
+        slurm("scancel", "--signal=USR1", job_id)
+        log = run_dir / "train.log"
+        wait_for(lambda: "Pre-emption signal" in log.read_text(), 60, "the pre-emption checkpoint")
+        # SLURM holds a requeued job back for 120 s (Reason=BeginTime); release it at once.
+        wait_for(lambda: job_state(job_id) == "PENDING", 60, "the requeue")
+        slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        wait_for(lambda: job_state(job_id) == "COMPLETED", 400, "the requeued job to finish")
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["status"] == "complete" and record["timing"]["train_steps"] == 4 * 20
+    text = log.read_text()
+    (step,) = re.findall(r"Pre-emption signal at step (\d+): saved (\S+)", text)
+    assert step[1] == str(run_dir / "checkpoints" / "last.ckpt") and 0 < int(step[0]) < 4 * 20
+    assert f"Resuming from {step[1]} (step {step[0]})" in text
+    assert "Restarts=1" in slurm("scontrol", "show", "job", job_id)
+    output = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert "Traceback" not in output
+    assert os.path.getsize(run_dir / "results.json") > 0
