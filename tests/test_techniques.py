@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from fmlab import CONF_DIR
 from fmlab.data import CIFAR10DataModule
@@ -35,7 +36,8 @@ SHRUNK = [
 
 
 KEPT_FOR_TRAIN = ("data.batch_size", "data.val_size", "data.eval_batch_size", "trainer.accelerator")
-DEFAULT_CALLBACKS = ("model_checkpoint", "lr_monitor", "progress_bar", "model_summary")
+# Every default callback, so that the shrunk trainer (no checkpointing) runs the EMA one alone.
+DEFAULT_CALLBACKS = tuple(OmegaConf.load(Path(CONF_DIR) / "callbacks" / "default.yaml"))
 
 
 def options(group: str) -> list[str]:
