@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 from test_configs import EXPERIMENTS, OPTIONS
 
@@ -41,6 +42,26 @@ def test_loader_resumes_mid_epoch_with_exactly_the_batches_left():
     assert all(torch.equal(a, b) for a, b in zip(again, rest, strict=True))
     assert resumed.state_dict() == {"epoch": 2, "batches": 13}
     assert not set(torch.cat(seen).tolist()) & set(torch.cat(again).tolist())
+
+
+def test_loader_resumes_its_own_batches_under_ddp():
+    # Lightning wraps the sampler in a DistributedSamplerWrapper under DDP; rank 1 of 2 here.
+    def rank1() -> BatchLoader:
+        base = loader()
+        sampler = DistributedSamplerWrapper(base.sampler, num_replicas=2, rank=1, shuffle=False)
+        return BatchLoader(base.dataset, batch_size=None, sampler=sampler)
+
+    first = rank1()
+    first.sampler.set_epoch(1)
+    batches = iter(first)
+    [next(batches) for _ in range(3)]
+    rest = [b[0] for b in batches]
+    resumed = rank1()
+    resumed.load_state_dict(first.state_dict() | {"batches": 3})
+    resumed.sampler.set_epoch(1)
+    again = [b[0] for b in resumed]
+    assert len(again) == len(rest) == 7 - 3
+    assert all(torch.equal(a, b) for a, b in zip(again, rest, strict=True))
 
 
 def test_loader_state_of_a_finished_epoch_does_not_cut_the_next_one():

@@ -28,8 +28,7 @@ class BatchIndices(Sampler[torch.Tensor]):
     """Index tensors of ``batch_size``; a fresh permutation per epoch when shuffling.
 
     The permutation depends only on ``seed`` and the epoch (Lightning calls ``set_epoch``), so a
-    run's data order is fixed by its config and does not drift with the global RNG; ``resume_at``
-    makes the next pass over ``epoch`` skip the batches an interrupted run had already trained on.
+    run's data order is fixed by its config and does not drift with the global RNG.
     """
 
     def __init__(
@@ -37,21 +36,9 @@ class BatchIndices(Sampler[torch.Tensor]):
     ) -> None:
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
-        self._resume: tuple[int, int] | None = None  # (epoch, batches already served)
-        self.skipped = 0  # batches the current pass skipped on a resume
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def resume_at(self, epoch: int, batches: int) -> None:
-        self._resume = (epoch, batches)
-
-    def _start(self) -> int:
-        """Batches to skip in the pass now starting: those served before a resume, if the pass is
-        over the same epoch (Lightning may instead move on to the next one)."""
-        resume, self._resume = self._resume, None
-        self.skipped = resume[1] if resume and resume[0] == self.epoch else 0
-        return self.skipped
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -64,7 +51,7 @@ class BatchIndices(Sampler[torch.Tensor]):
             order = torch.randperm(self.n, generator=g)
         else:
             order = torch.arange(self.n)
-        yield from order.split(self.batch_size)[self._start() : len(self)]
+        yield from order.split(self.batch_size)[: len(self)]
 
 
 class ClassBalancedBatchIndices(BatchIndices):
@@ -82,7 +69,7 @@ class ClassBalancedBatchIndices(BatchIndices):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
-        yield from order.split(self.batch_size)[self._start() : len(self)]
+        yield from order.split(self.batch_size)[: len(self)]
 
 
 class BatchLoader(DataLoader):
@@ -90,18 +77,23 @@ class BatchLoader(DataLoader):
 
     Lightning stores ``state_dict()`` of every training loader that has one in each checkpoint and
     hands it back on resume, so a run killed mid-epoch continues with exactly the batches it had
-    left. Batches are counted as the loader hands them out (after any worker prefetching).
+    left. Batches are counted as the loader hands them out (after any worker prefetching). Under
+    DDP Lightning wraps the sampler in a DistributedSampler: both have ``epoch``, and the batches
+    to skip are this rank's own.
     """
 
     _position = (0, 0)  # (epoch, batches served in it)
+    _resume: tuple[int, int] | None = None  # the position to continue from in the next pass
 
     def __iter__(self):
         # A generator: the body runs at the first batch, after Lightning's set_epoch.
-        epoch, served = self.sampler.epoch, 0
-        for batch in super().__iter__():
-            if served == 0:  # the sampler has applied its resume point by now
-                served = self.sampler.skipped
-            served += 1
+        epoch = self.sampler.epoch
+        resume, self._resume = self._resume, None
+        # Lightning may instead move on to the next epoch: then nothing is skipped.
+        skip = resume[1] if resume and resume[0] == epoch else 0
+        for served, batch in enumerate(super().__iter__(), start=1):
+            if served <= skip:
+                continue  # trained on before the interruption; in memory, a skip is one gather
             self._position = (epoch, served)
             yield batch
 
@@ -110,4 +102,4 @@ class BatchLoader(DataLoader):
         return {"epoch": epoch, "batches": served}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sampler.resume_at(state["epoch"], state["batches"])
+        self._resume = (state["epoch"], state["batches"])
