@@ -5,8 +5,8 @@ Runs one after the other, each in its own process (so end-to-end time includes s
       DataLoader(batch_size, shuffle=True, num_workers=2), SGD — as PyTorch's tutorial prints it;
   (b) a hand-written loop over in-memory normalised tensors, batches cut by indexing — the floor;
   (b') the same loop fed the usual way, DataLoader(TensorDataset(x, y), shuffle=True): per-item
-      indexing and collation. Its speed is what the issue measured as (b) (390–406 steps/s at
-      batch 4 on a quiet machine, where (b) runs at 600+), so the ratios are printed against both;
+      indexing and collation. (The issue measured its floor at 390–406 steps/s at batch 4; here
+      both (b) and (b') run at 600+, so the ratios are printed against both.)
   (c) `fmlab-train experiment=seed_convnet` with its default callbacks and loggers;
 and, for reference, (l) the least a Lightning Trainer costs: the floor's data and step in a bare
 LightningModule with no callbacks, logger, metrics or progress bar.
