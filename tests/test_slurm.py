@@ -27,10 +27,15 @@ def cluster():
     if shutil.which("sbatch") is None:
         pytest.skip("needs SLURM: run ../shared/slurm/start.sh first")
     try:
-        if "idle" not in slurm("sinfo", "-h", "-o", "%T") and "mix" not in slurm("sinfo", "-h"):
-            pytest.skip("the SLURM node is not idle (sinfo); run ../shared/slurm/start.sh")
+        slurm("sinfo", "-h")
     except (subprocess.SubprocessError, OSError) as err:
         pytest.skip(f"SLURM is not running ({err}); run ../shared/slurm/start.sh")
+    # Jobs of an earlier test (the sweep's array) may still be completing: wait, don't skip.
+    wait_for(
+        lambda: any(s in slurm("sinfo", "-h", "-o", "%T") for s in ("idle", "mix")),
+        120,
+        "the SLURM node to be idle",
+    )
 
 
 def wait_for(condition, timeout: float, what: str):
