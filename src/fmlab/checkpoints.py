@@ -16,8 +16,9 @@ class CorruptCheckpoint(FmlabError):
     """A checkpoint that cannot be read at all (as opposed to one refused for what it holds)."""
 
 
-def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """The checkpoint at ``path`` (given as config key ``key``), loaded as plain data on the CPU."""
+def load_checkpoint(path: str | Path, key: str = "ckpt_path", needs_config: bool = True) -> dict:
+    """The checkpoint at ``path`` (given as config key ``key``), loaded as plain data on the CPU.
+    ``needs_config=False`` accepts any checkpoint of tensors (transfer learning needs only them)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FmlabError(
@@ -40,7 +41,9 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
             f"{key}={str(path)!r} is corrupt or truncated ({str(err).splitlines()[0]}). Use "
             "another checkpoint of the run (its checkpoints/ folder keeps the best and the last)."
         ) from None
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint.get("hyper_parameters", {}):
+    if not isinstance(checkpoint, dict) or (
+        needs_config and "config" not in checkpoint.get("hyper_parameters", {})
+    ):
         raise FmlabError(
             f"{key}={str(path)!r} holds no fmlab run config; it was not written by fmlab-train."
         )

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from fmlab import CONF_DIR
+from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,8 @@ def load_classifier(path: str | Path) -> tuple[ClassifierFeatures, dict]:
     from fmlab.train import build_net  # the checkpoint's net, built as fmlab-train built it
 
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FmlabError(
-            f"task.fid_features={str(path)!r} does not exist. Give the .ckpt of a fmlab CIFAR-10 "
-            "classifier run, `auto` (train one once and cache it), or `inception`."
-        )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("hyper_parameters", {}).get("config")
-    if not config or "model" not in config:
-        raise FmlabError(f"{path} holds no fmlab run config; it was not written by fmlab-train.")
+    checkpoint = load_checkpoint(path, key="task.fid_features")  # plain data, or refused by name
+    config = checkpoint["hyper_parameters"]["config"]
     cfg = OmegaConf.create(config)
     net = build_net(cfg.model, instantiate(cfg.data))
     state = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}

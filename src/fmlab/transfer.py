@@ -8,9 +8,9 @@ its tensors do not match in shape, are skipped, and keep their fresh initialisat
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,7 @@ def init_from_checkpoint(net: nn.Module, path: str) -> dict:
     (and log) what was and was not loaded. The checkpoint's weights are what fmlab-train saved as
     the model (the averaged weights when EMA was on)."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise FmlabError(
-            f"init_from={path!r} does not exist. Pass a .ckpt that fmlab-train wrote "
-            "(<run folder>/checkpoints/last.ckpt), or init_from=null to start from scratch."
-        )
-    checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(file, key="init_from", needs_config=False)  # data, or refused
     theirs = {
         k.removeprefix("net."): v
         for k, v in checkpoint.get("state_dict", {}).items()
