@@ -10,18 +10,34 @@ from torch import nn
 BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
-class BasicBlock(nn.Module):
-    """conv3×3-BN-ReLU-conv3×3-BN plus a shortcut (a 1×1 conv + BN, option B, when the shape
-    changes), then ReLU."""
+class ShortcutA(nn.Module):
+    """Option A: the identity, subsampled by ``stride`` and zero-padded to the new width, so the
+    shortcut adds no parameter (§4.2: "we use identity shortcuts in all cases")."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+    def __init__(self, stride: int, extra_channels: int) -> None:
+        super().__init__()
+        self.stride, self.extra = stride, extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
+        half = self.extra // 2
+        return F.pad(x, (0, 0, 0, 0, half, self.extra - half))  # (B, C + extra, H/s, W/s)
+
+
+class BasicBlock(nn.Module):
+    """conv3×3-BN-ReLU-conv3×3-BN plus a shortcut, then ReLU. Where the shape changes the shortcut
+    is option B (a 1×1 conv + BN; ResNet-18/34) or option A (``ShortcutA``; the CIFAR ResNets)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, option: str = "B") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Identity()
-        if stride != 1 or in_planes != planes:
+        if (stride != 1 or in_planes != planes) and option == "A":
+            self.shortcut = ShortcutA(stride, planes - in_planes)
+        elif stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )

@@ -4,37 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ShortcutA(nn.Module):
-    """Option A: the identity, subsampled by ``stride`` and zero-padded to the new width, so the
-    shortcut adds no parameter (§4.2: "we use identity shortcuts in all cases")."""
-
-    def __init__(self, stride: int, extra_channels: int) -> None:
-        super().__init__()
-        self.stride, self.extra = stride, extra_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
-        half = self.extra // 2
-        return F.pad(x, (0, 0, 0, 0, half, self.extra - half))  # (B, C + extra, H/s, W/s)
-
-
-class BasicBlock(nn.Module):
-    """conv3×3-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        changes = stride != 1 or in_planes != planes
-        self.shortcut = ShortcutA(stride, planes - in_planes) if changes else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+from fmlab.nets.resnet import BasicBlock
 
 
 class ResNetCifar(nn.Module):
@@ -55,7 +25,7 @@ class ResNetCifar(nn.Module):
         for stage, planes in enumerate((width, 2 * width, 4 * width)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride))
+                blocks.append(BasicBlock(in_planes, planes, stride, option="A"))
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(in_planes, num_classes)
