@@ -124,9 +124,11 @@ def test_multirun_writes_each_job_into_one_sweep_folder(synthetic_data, tmp_path
 
 
 def test_logger_none_trains_with_the_default_callbacks(synthetic_data, tmp_path):
-    run_cli(
+    # A profiler asked for still reaches Lightning (fmlab's no-cost one is only the default).
+    proc = run_cli(
         "fmlab-train",
         "logger=none",
+        "trainer.profiler=simple",
         f"paths.data_dir={synthetic_data}",
         f"hydra.run.dir={tmp_path / 'run'}",
         "data.val_size=40",
@@ -137,6 +139,7 @@ def test_logger_none_trains_with_the_default_callbacks(synthetic_data, tmp_path)
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert record["status"] == "complete" and record["timing"]["train_steps"] == 3
     assert not (tmp_path / "run" / "wandb").exists()
+    assert "run_training_batch" in proc.stdout + proc.stderr  # SimpleProfiler's report
 
 
 def test_max_time_stops_training(synthetic_data, tmp_path):

@@ -1,11 +1,14 @@
-"""Callbacks that change how fast a net trains, not what it learns: channels-last memory and
-torch.compile. Both act on the task's ``net`` in place, so checkpoints keep their keys."""
+"""What changes how fast a run trains, not what it learns: callbacks for channels-last memory and
+torch.compile (both act on the task's ``net`` in place, so checkpoints keep their keys), and a
+profiler that costs nothing when no profiling is asked for."""
 
+import contextlib
 import logging
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.profilers import PassThroughProfiler
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +33,17 @@ class CompileNet(Callback):
         if self.enabled:
             log.info("Compiling %s (mode=%s)", type(pl_module.net).__name__, self.mode)
             pl_module.net.compile(mode=self.mode)
+
+
+class NoProfiler(PassThroughProfiler):
+    """What fmlab-train gives the Trainer when ``trainer.profiler`` is null.
+
+    Lightning wraps every hook call, about 70 a training step, in ``profiler.profile(name)``. Its
+    default no-op profiler still builds a generator-based context manager for each: ~0.1 ms a step,
+    5% of a batch-4 ConvNet step on a CPU. This one hands back one shared no-op context instead.
+    """
+
+    _NOTHING = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return self._NOTHING

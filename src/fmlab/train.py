@@ -17,6 +17,7 @@ from fmlab.callbacks import Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
+from fmlab.speed import NoProfiler
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import finish_loggers, instantiate_loggers
 from fmlab.transfer import init_from_checkpoint
@@ -100,6 +101,7 @@ def train(cfg: DictConfig) -> dict:
         callbacks=callbacks,
         logger=loggers or False,
         max_time=None,
+        profiler=cfg.trainer.get("profiler") or NoProfiler(),
         plugins=[AtomicCheckpointIO()],
     )
     for logger in loggers:

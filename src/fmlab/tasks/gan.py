@@ -3,7 +3,6 @@
 from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
@@ -15,6 +14,7 @@ from torchvision.utils import make_grid
 from fmlab.errors import FmlabError
 from fmlab.fid_features import build_features
 from fmlab.gan_losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from fmlab.tasks.base import Task
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -26,7 +26,7 @@ def _uncounted(optimizer) -> None:
     optimizer._on_before_step = optimizer._on_after_step = lambda: None
 
 
-class GAN(L.LightningModule):
+class GAN(Task):
     """Trains ``net.generator`` against ``net.discriminator`` on the images of the data's batches.
 
     Every batch is one discriminator step; every ``d_steps``-th batch is also one generator step,

@@ -3,15 +3,15 @@ GRU) trained on next-token prediction."""
 
 import math
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from fmlab.tasks.base import Task
 from fmlab.tasks.classification import OptimizerFactory, SchedulerFactory
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(Task):
     """Logs ``train/loss`` (mean since the last written step), ``val/loss``, ``val/ppl`` and
     ``val/bpc`` (bits per character of the text; for a character tokenizer loss / ln 2), and the
     same for ``test``. The optimizer gets two parameter groups: weight decay only on tensors of
