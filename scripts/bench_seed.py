@@ -28,6 +28,24 @@ from pathlib import Path
 MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
+def sgd_epochs(net, batches, lr: float, epochs: int) -> tuple[int, float]:
+    """The tutorial's training loop (SGD, momentum 0.9) over ``batches()``, called once per epoch;
+    returns the steps taken and the seconds they took."""
+    import torch
+
+    criterion = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    steps, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        for inputs, labels in batches():
+            optimizer.zero_grad()
+            loss = criterion(net(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return steps, time.perf_counter() - started
+
+
 def course(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> dict:
     import torch
     import torchvision
@@ -54,17 +72,7 @@ def course(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) ->
         testset, batch_size=batch_size, shuffle=False, num_workers=2
     )
     net = ConvNet(10)
-    criterion = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    steps, started = 0, time.perf_counter()
-    for _ in range(epochs):
-        for inputs, labels in trainloader:
-            optimizer.zero_grad()
-            loss = criterion(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-    train_s = time.perf_counter() - started
+    steps, train_s = sgd_epochs(net, lambda: trainloader, lr, epochs)
     correct = total = 0
     with torch.no_grad():
         for images, labels in testloader:
@@ -113,17 +121,11 @@ def floor(data_dir: str, batch_size: int, lr: float, epochs: int, seed: int) -> 
     torch.manual_seed(seed)
     x, y, test_x, test_y = load_normalised(data_dir)
     net = ConvNet(10)
-    criterion = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    steps, started = 0, time.perf_counter()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(batch_size):
-            optimizer.zero_grad()
-            loss = criterion(net(x[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            steps += 1
-    train_s = time.perf_counter() - started
+
+    def batches():  # a fresh permutation each epoch; each batch cut by one indexing op
+        return ((x[i], y[i]) for i in torch.randperm(len(x)).split(batch_size))
+
+    steps, train_s = sgd_epochs(net, batches, lr, epochs)
     return {"steps": steps, "train_s": train_s, "test_acc": test_accuracy(net, test_x, test_y)}
 
 
@@ -137,17 +139,7 @@ def tensor_loader(data_dir: str, batch_size: int, lr: float, epochs: int, seed: 
     x, y, test_x, test_y = load_normalised(data_dir)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
     net = ConvNet(10)
-    criterion = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    steps, started = 0, time.perf_counter()
-    for _ in range(epochs):
-        for inputs, labels in loader:
-            optimizer.zero_grad()
-            loss = criterion(net(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-    train_s = time.perf_counter() - started
+    steps, train_s = sgd_epochs(net, lambda: loader, lr, epochs)
     return {"steps": steps, "train_s": train_s, "test_acc": test_accuracy(net, test_x, test_y)}
 
 
