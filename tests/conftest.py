@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -88,6 +89,17 @@ def compose_cfg(tmp_path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def quiet_trainer(root=None, **kwargs) -> L.Trainer:
+    """A real Trainer without logger, progress bar or model summary, writing under ``root``."""
+    return L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kwargs,
+    )
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):

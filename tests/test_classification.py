@@ -2,25 +2,14 @@
 
 from functools import partial
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import quiet_trainer
 
 from fmlab.data import CIFAR10DataModule
 from fmlab.nets import ConvNet
 from fmlab.tasks import ImageClassifier
-
-
-def quiet_trainer(root, **kwargs) -> L.Trainer:
-    """A real Trainer without logger, progress bar or summary."""
-    return L.Trainer(
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-        **kwargs,
-    )
 
 
 def direct_metrics(net, dm, x, y):

@@ -7,7 +7,7 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from conftest import quiet_trainer, run_cli
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from fmlab.data import CIFAR10DataModule
@@ -55,14 +55,7 @@ def fit(task: GAN, data_root, root, **trainer_kwargs) -> L.Trainer:
         str(data_root), batch_size=16, val_size=0, crop=False, flip=False, mean=[0.5] * 3,
         std=[0.5] * 3,
     )  # fmt: skip
-    trainer = L.Trainer(
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=root,
-        **trainer_kwargs,
-    )
+    trainer = quiet_trainer(root, enable_checkpointing=False, **trainer_kwargs)
     trainer.fit(task, datamodule=dm)
     return trainer
 

@@ -6,11 +6,10 @@ import json
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import quiet_trainer, run_cli
 
 from fmlab.tasks import ImageClassifier
 from fmlab.train import build
@@ -133,10 +132,7 @@ def _train_sequence_classifier(model, compose_cfg, tmp_path):
     )
     datamodule, task = build(cfg)
     assert isinstance(task, ImageClassifier) and task.net.num_classes == 3
-    trainer = L.Trainer(
-        max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+    trainer = quiet_trainer(max_epochs=4, enable_checkpointing=False)
     trainer.fit(task, datamodule=datamodule)
     result = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     assert result["test/acc"] >= 0.9, result
@@ -178,10 +174,9 @@ def test_the_task_trains_exactly_like_nanogpts_loop():
     schedule = functools.partial(
         torch.optim.lr_scheduler.LambdaLR, lr_lambda=WarmupCosine(1e-2, 1e-3, 3, 12)
     )
-    trainer = L.Trainer(
-        max_steps=12, gradient_clip_val=1.0, accelerator="cpu", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        max_steps=12, gradient_clip_val=1.0, accelerator="cpu", enable_checkpointing=False
+    )
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     trainer.fit(LanguageModel(net, adamw, schedule), train_dataloaders=loader)
 

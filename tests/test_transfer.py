@@ -4,9 +4,9 @@ import shutil
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
+from conftest import quiet_trainer
 from torch import nn
 
 from fmlab.data import CIFAR10DataModule
@@ -42,23 +42,12 @@ class BNNet(nn.Module):
         return self.fc(self.features(x))
 
 
-def quiet_trainer(root, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-        **kwargs,
-    )
-
-
 @pytest.fixture(scope="module")
 def source_ckpt(synthetic_data, tmp_path_factory) -> str:
     """A checkpoint of the ConvNet's ImageClassifier after a few steps, as Lightning saves it."""
     root = tmp_path_factory.mktemp("source")
     task = ImageClassifier(ConvNet(10), partial(torch.optim.SGD, lr=0.1))
-    trainer = quiet_trainer(root, max_steps=2)
+    trainer = quiet_trainer(root, max_steps=2, enable_checkpointing=False)
     trainer.fit(task, datamodule=CIFAR10DataModule(str(synthetic_data), batch_size=20, val_size=0))
     trainer.save_checkpoint(root / "source.ckpt")
     return str(root / "source.ckpt")
@@ -111,7 +100,7 @@ def test_frozen_backbone_stays_unchanged_and_the_head_learns(synthetic_data, tmp
     backbone = {k: v.clone() for k, v in net.features.state_dict().items()}  # weights, BN stats
     head = net.fc.weight.detach().clone()
     dm = CIFAR10DataModule(str(synthetic_data), batch_size=20, val_size=0)
-    trainer = quiet_trainer(tmp_path, max_steps=3)
+    trainer = quiet_trainer(tmp_path, max_steps=3, enable_checkpointing=False)
     trainer.fit(task, datamodule=dm)
     for k, v in net.features.state_dict().items():
         assert torch.equal(v, backbone[k]), k
