@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all test-repeat lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,11 @@ test: install ## the fast test suite
 
 test-all: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+SEEDS ?= 0,1,2,3,4,5,6,7,8,9
+THREADS ?= 1,2
+test-repeat: install ## the real-data learning tests over SEEDS x THREADS, with their spread
+	$(BIN)/python -m pytest -q -m learning --learning-seeds=$(SEEDS) --learning-threads=$(THREADS)
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check src tests scripts

@@ -3,8 +3,10 @@ FMLAB_DATA_DIR points at it (`.ci/run` always sets it)."""
 
 import os
 import pickle
+import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -15,9 +17,73 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+import fmlab.cli  # noqa: F401  (registers what the apps compose with: resolvers, eval_data)
 from fmlab import CONF_DIR
 
 REAL_DATA = os.environ.get("FMLAB_DATA_DIR")
+
+
+# ---- real-data learning tests: bounds that hold for every seed and thread count ------------------
+# A test marked `learning` asserts what a net learned from real data. It trains through the
+# `learning` fixture's seed and torch thread count: by default one of each (seed 0, one thread, so
+# that the float reduction order and the result are the same on every machine); `make test-repeat`
+# runs each under many (--learning-seeds, --learning-threads) and prints the spread against the
+# bounds, which come from such measurements, with margin.
+
+
+@dataclass(frozen=True)
+class Learning:
+    seed: int
+    threads: int
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"seed={self.seed}"]
+
+    @property
+    def env(self) -> dict:
+        return {"OMP_NUM_THREADS": str(self.threads)}
+
+    def expect_above(self, what: str, value: float, bound: float) -> None:
+        LEARNED.append((what, self, value, bound))
+        assert value > bound, f"{what} = {value:.4f}, not above {bound} ({self})"
+
+
+LEARNED: list[tuple[str, Learning, float, float]] = []
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fmlab")
+    group.addoption("--learning-seeds", default="0", help="seeds of the learning tests: 0,1,2")
+    group.addoption("--learning-threads", default="1", help="their torch thread counts: 1,2")
+
+
+def pytest_generate_tests(metafunc):
+    if "learning" not in metafunc.fixturenames:
+        return
+    seeds = [int(s) for s in metafunc.config.getoption("learning_seeds").split(",")]
+    threads = [int(t) for t in metafunc.config.getoption("learning_threads").split(",")]
+    runs = [Learning(s, t) for t in threads for s in seeds]
+    ids = [f"seed{r.seed}-threads{r.threads}" for r in runs]
+    metafunc.parametrize("learning", runs, ids=ids, scope="module")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The spread of every learned value against its bound: worst, mean, best over the runs."""
+    if not LEARNED:
+        return
+    terminalreporter.section("real-data learning tests")
+    terminalreporter.write_line(
+        f"{'value':<28} {'runs':>4} {'worst':>7} {'mean':>7} {'best':>7} {'bound':>7}  worst run"
+    )
+    for what in dict.fromkeys(w for w, *_ in LEARNED):
+        runs = [(value, run, bound) for w, run, value, bound in LEARNED if w == what]
+        values = [v for v, _, _ in runs]
+        worst, run, bound = min(runs, key=lambda r: r[0])
+        terminalreporter.write_line(
+            f"{what:<28} {len(runs):>4} {worst:>7.4f} {statistics.mean(values):>7.4f} "
+            f"{max(values):>7.4f} {bound:>7.4f}  seed {run.seed}, {run.threads} thread(s)"
+        )
 
 
 def write_cifar_folder(root: Path, per_batch: int = 40, seed: int = 0) -> Path:
@@ -114,6 +180,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
             f"{args} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def assert_timing(record: dict) -> None:
+    """The run record's clocks nest: training inside fit inside the whole run."""
+    timing = record["timing"]
+    assert 0 < timing["train_s"] <= timing["fit_s"] <= timing["wall_s"], timing
+    assert timing["train_steps_per_s"] == pytest.approx(timing["train_steps"] / timing["train_s"])
 
 
 def write_text_corpus(path: Path, chars: int = 30_000, seed: int = 0) -> Path:

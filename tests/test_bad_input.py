@@ -139,6 +139,14 @@ CASES = {
             "net.fc1.weight (120, 300) vs (120, 400)",
         ],
     ),
+    "non-ASCII value left unquoted": (
+        lambda t, d, f: [
+            "fmlab-sample",
+            f"ckpt_path={f / 'checkpoints' / 'last.ckpt'}",
+            "prompt=宝玉",
+        ],
+        ["cannot read the value of prompt in 'prompt=宝玉'", "\"prompt='宝玉'\""],
+    ),
     "optimized metric that no run logs": (
         lambda t, d, f: ["fmlab-train", f"paths.data_dir={d}", "optimized_metric=val/accuracy"],
         ["optimized_metric='val/accuracy' was not logged", "'val/acc'"],

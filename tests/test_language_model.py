@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import quiet_trainer, run_cli
+from conftest import assert_timing, quiet_trainer, run_cli, write_text_corpus
 
 from fmlab.tasks import ImageClassifier
 from fmlab.train import build
@@ -60,6 +60,66 @@ def test_a_short_cpu_run_lowers_validation_loss(trained_lm):
     assert metrics["val/bpc"] == pytest.approx(val[-1] / math.log(2))  # characters are tokens
     assert metrics["val/ppl"] == pytest.approx(math.exp(val[-1]), rel=1e-4)
     assert record["timing"]["train_steps"] == 150 and "test/loss" not in metrics
+    assert_timing(record)
+
+
+@pytest.fixture(scope="module")
+def shortened_lm(synthetic_text, tmp_path_factory):
+    """The recipe validates every 50 steps; stopped by max_steps at 70, between two validations."""
+    root = tmp_path_factory.mktemp("short")
+    run_dir = root / "run"
+    args = ["fmlab-train", *SHRUNK_GPT, f"paths.data_dir={synthetic_text}", "trainer.max_steps=70"]
+    run_cli(*args, f"hydra.run.dir={run_dir}", cwd=root, env={"OMP_NUM_THREADS": "1"})
+    return run_dir, json.loads((run_dir / "results.json").read_text()), args
+
+
+def test_a_shortened_run_validates_its_final_weights(shortened_lm):
+    run_dir, record, args = shortened_lm
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["val/loss"]]
+    assert [int(r["step"]) for r in rows] == [49, 69]  # the interval's, then the last step's
+    assert record["metrics"]["val/loss"] == pytest.approx(float(rows[-1]["val/loss"]))
+    # Its best checkpoint is the final step's, so that is what a resumed or tested run sees.
+    best = torch.load(record["checkpoints"]["best"], weights_only=True)
+    assert best["global_step"] == 70
+
+    # Run again: complete, so nothing trains, and it is not a failure.
+    again = run_cli(*args, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    assert "already complete" in again.stdout + again.stderr
+
+
+def test_eval_scores_the_validation_split_and_other_text(shortened_lm, tmp_path):
+    run_dir, record, _ = shortened_lm
+    ckpt = f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
+    data_dir = f"paths.data_dir={record['config']['data']['data_dir']}"
+    run_cli("fmlab-eval", ckpt, data_dir, f"hydra.run.dir={tmp_path / 'val'}", cwd=tmp_path)
+    scored = json.loads((tmp_path / "val" / "results.json").read_text())
+    assert scored["split"] == "val"  # tiny-shakespeare has no test split: val, said so
+    assert scored["metrics"]["val/loss"] == pytest.approx(record["metrics"]["val/loss"], rel=1e-5)
+
+    # Another text (unseen characters included) read with the checkpoint's tokenizer.
+    other = write_text_corpus(tmp_path / "other.txt", chars=8_000, seed=7)
+    other.write_text(other.read_text() + "宝玉笑道。" * 50, encoding="utf-8")
+    run_cli(
+        "fmlab-eval",
+        ckpt,
+        f"data.corpus={other}",
+        "data.val_fraction=0.5",
+        f"hydra.run.dir={tmp_path / 'other'}",
+        cwd=tmp_path,
+    )
+    scored = json.loads((tmp_path / "other" / "results.json").read_text())
+    assert scored["data"]["name"] == str(other)
+    assert scored["data"]["vocab_size"] == record["data"]["vocab_size"]
+    assert scored["data_overrides"] == {"corpus": str(other), "val_fraction": 0.5}
+    assert math.isfinite(scored["metrics"]["val/loss"])
+    assert scored["metrics"]["val/loss"] > record["metrics"]["val/loss"]  # unknown characters
+
+    # What the net was trained on cannot change.
+    refused = run_cli("fmlab-eval", ckpt, "data.tokenizer=bpe", cwd=tmp_path, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "Traceback" not in output
+    assert "data.tokenizer cannot change at evaluation" in output
 
 
 def test_checkpoint_is_plain_and_carries_the_tokenizer(trained_lm):

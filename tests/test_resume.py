@@ -101,7 +101,7 @@ def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_dat
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
     # Every attempt logged into the same W&B run: one offline folder per attempt, one id.
-    wandb_id = (run_dir / "checkpoints" / "wandb_run_id.txt").read_text().strip()
+    wandb_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     attempts = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(attempts) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in attempts)
 

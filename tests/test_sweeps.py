@@ -16,7 +16,8 @@ from omegaconf import OmegaConf, open_dict
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
-from fmlab.sweeps import prepare_job, tasks_per_node
+from fmlab.resolvers import tasks_per_node
+from fmlab.sweeps import prepare_job
 
 RECORD_KEYS = {"status", "metrics", "optimized_metric", "checkpoints", "timing", "config"}
 

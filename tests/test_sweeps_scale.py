@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 from test_sweeps import records, tiny
 
-from fmlab.sweeps import cpu_count
+from fmlab.resolvers import cpu_count
 
 pytestmark = pytest.mark.slow
 SACCT_SHIM = "/tmp/fmlab-slurm/bin"  # start.sh's sacct stand-in: submitit polls sacct

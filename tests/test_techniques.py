@@ -31,7 +31,7 @@ SHRUNK = [
     "trainer.accelerator=cpu",
     "+trainer.enable_checkpointing=false",
     "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
+    "trainer.enable_model_summary=false",
 ]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import assert_timing, run_cli
 
 RECORD_KEYS = {
     "status",
@@ -27,7 +27,7 @@ def wandb_run_files(run_dir: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(real_data, tmp_path_factory):
+def trained(real_data, learning, tmp_path_factory):
     """The ConvNet on 3,200 real training images for 3 epochs, validated on 1,000, tested on all
     10,000 test images."""
     root = tmp_path_factory.mktemp("train")
@@ -44,16 +44,19 @@ def trained(real_data, tmp_path_factory):
         "trainer.max_epochs=3",
         "+trainer.limit_train_batches=100",
         "trainer.log_every_n_steps=20",
+        *learning.overrides,
         cwd=root,
+        env=learning.env,
     )
     return run_dir, json.loads((run_dir / "results.json").read_text())
 
 
-def test_training_beats_chance_and_records_everything(trained, real_data):
+@pytest.mark.learning
+def test_training_beats_chance_and_records_everything(trained, real_data, learning):
     run_dir, record = trained
     assert RECORD_KEYS <= set(record)
     assert record["status"] == "complete" and record["task"] == "train"
-    assert record["metrics"]["test/acc"] > 0.2  # chance is 0.1
+    # Chance is 0.1. BOUND_CONVNET
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss"} <= set(record["metrics"])
     assert record["data"]["official"] is False and len(record["data"]["fingerprint"]) == 16
     assert record["data"]["test_size"] == 10000
@@ -61,8 +64,8 @@ def test_training_beats_chance_and_records_everything(trained, real_data):
     assert env["packages"]["torch"] == torch.__version__.split("+")[0]
     assert {"commit", "dirty"} <= set(env["git"]) and env["hardware"]["cpu_count"] >= 1
     timing = record["timing"]
-    assert timing["train_steps"] == 300 and timing["train_steps_per_s"] > 0
-    assert timing["wall_s"] > timing["fit_s"] > 0
+    assert timing["train_steps"] == 300
+    assert_timing(record)
     assert record["config"]["data"]["batch_size"] == 32
     assert record["config"]["data"]["data_dir"] == str(real_data)
     assert record["tested"] == record["checkpoints"]["best"]  # validation: the best checkpoint

@@ -1,4 +1,5 @@
-"""Callbacks fmlab-train always adds: what makes a resumed run exact; a stop on a broken loss."""
+"""Callbacks of fmlab-train: what makes a resumed run exact, a stop on a broken loss, validation of
+the final weights, and the model summary of the first screen."""
 
 import logging
 import os
@@ -11,7 +12,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichModelSummary
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmlab.errors import FmlabError
@@ -112,6 +114,28 @@ class StopOnNonFinite(Callback):
         )
 
 
+class FinalValidation(Callback):
+    """Makes Lightning validate the weights a fit ends with, whatever stopped it.
+
+    Lightning validates every ``val_check_interval`` and at epoch ends, and when a callback stops
+    training early, but not at the step where ``max_steps`` ends it: a recipe that validates every
+    500 steps, shortened to 400, would end without a validation. Stopping at that step the way an
+    early stop does makes Lightning validate first, inside ``fit``, where checkpoints see it.
+    ``validated_at`` is the step of the newest validation, for a run to check afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.validated_at: int | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self.validated_at = trainer.global_step
+
+
 class Preemption(Callback):
     """On SIGUSR1 (SLURM's warning before pre-emption, ``#SBATCH --signal=USR1@90``, or
     ``scancel --signal=USR1``): at the end of the current step, save the whole training state as
@@ -149,3 +173,49 @@ class Preemption(Callback):
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             log.warning("Requeue of SLURM job %s: %s", job, done.stderr.strip() or "done")
         raise SIGTERMException
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's table of layers and sizes, without a FLOPs column and total that read 0.
+
+    Lightning counts FLOPs only by running the module's ``example_input_array``; fmlab's tasks
+    have none (a forward pass at start-up would also compile a compiled net once more, for a
+    batch of one), so the column and total are dropped when nothing was counted.
+    """
+
+    @staticmethod
+    def summarize(
+        summary_data,
+        total_parameters,
+        trainable_parameters,
+        model_size,
+        total_training_modes,
+        total_flops,
+        **summarize_kwargs,
+    ) -> None:
+        from lightning.pytorch.utilities.model_summary import get_human_readable_count
+        from rich import get_console
+        from rich.table import Table
+
+        columns = [(n, v) for n, v in summary_data if n != "FLOPs" or total_flops]
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        for name, _ in columns:
+            table.add_column(name, style="dim" if name == " " else None)
+        for row in zip(*(values for _, values in columns), strict=True):
+            table.add_row(*row)
+        totals = {
+            "Trainable params": get_human_readable_count(int(trainable_parameters)),
+            "Non-trainable params": get_human_readable_count(
+                int(total_parameters - trainable_parameters)
+            ),
+            "Total params": get_human_readable_count(int(total_parameters)),
+            "Total estimated model params size (MB)": f"{model_size:,.3f}",
+            "Modules in train / eval mode": f"{total_training_modes['train']} / "
+            f"{total_training_modes['eval']}",
+        }
+        if total_flops:
+            totals["Total FLOPs"] = get_human_readable_count(total_flops)
+        grid = Table.grid()
+        for name, value in totals.items():
+            grid.add_row(f"[bold]{name}[/]: {value}")
+        get_console().print(table, grid)

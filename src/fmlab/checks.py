@@ -24,7 +24,6 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.utils import get_object
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf.errors import OmegaConfBaseException
 
 from fmlab.errors import FmlabError
@@ -47,6 +46,8 @@ def explain(err: Exception) -> str:
             f"conf/{group}/{option}.yaml.{_did_you_mean(option, err.options)} The options are: "
             f"{', '.join(err.options)}. Pick one of those, or add conf/{group}/{option}.yaml."
         )
+    if isinstance(err, OverrideParseException):
+        return _explain_override(err)
     cause = err.__cause__
     if isinstance(cause, OmegaConfBaseException) and "Could not override" in str(err):
         parent = cause.parent_node
@@ -62,6 +63,25 @@ def explain(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     lines = lines[: next((i for i, s in enumerate(lines) if s.startswith("Config search")), None)]
     return " ".join(lines)
+
+
+def _explain_override(err: OverrideParseException) -> str:
+    """Hydra's grammar reads an unquoted value as a number, a boolean, a list, a dict or a simple
+    ASCII string; any other text (Chinese, say, or most punctuation) must be quoted."""
+    key, sep, value = err.override.partition("=")
+    if not sep:
+        return (
+            f"cannot read the override {err.override!r}: write it as key=value (a key that is "
+            "new to the config as +key=value, one to remove as ~key)."
+        )
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        f"cannot read the value of {key.lstrip('+~')} in {err.override!r}: unquoted, Hydra's "
+        "override grammar takes only numbers, booleans, lists, dicts and plain ASCII words. If the "
+        "value is text, quote it, and quote the whole override for the shell: "
+        f"\"{key}='{quoted}'\". Otherwise correct its syntax "
+        "(https://hydra.cc/docs/advanced/override_grammar/basic/)."
+    )
 
 
 def cli(hydra_main: Callable, app: str):
@@ -80,6 +100,10 @@ def cli(hydra_main: Callable, app: str):
 
 def job(run: Callable, cfg):
     """Run the job; a user error is logged as one paragraph and exits 1."""
+    from lightning.pytorch.utilities.exceptions import (
+        SIGTERMException,
+    )  # a job's import, not --help's
+
     try:
         return run(cfg)
     except FmlabError as err:

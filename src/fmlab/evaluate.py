@@ -1,20 +1,39 @@
-"""fmlab-eval ckpt_path=...: test a checkpoint with the data, net and task it was trained with."""
+"""fmlab-eval ckpt_path=... [split=val|test] [data.KEY=...]: score a checkpoint with the net, task
+and data it was trained with, on the split asked for, optionally on other data of the same kind."""
 
 import logging
 import time
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fmlab import CONF_DIR, checks
+from fmlab import checks
 from fmlab.checkpoints import check_fits, load_checkpoint
+from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.tracking import finish_loggers, instantiate_loggers
 from fmlab.train import build
 
 log = logging.getLogger(__name__)
+
+# Data keys that decide what the net was trained on (its inputs, vocabulary or classes): other
+# data is read with the checkpoint's tokenizer and classes, never with new ones.
+FIXED_DATA_KEYS = ("_target_", "tokenizer", "bpe_vocab_size", "block_size", "max_length")
+
+
+def eval_data_config(train_data: dict, overrides: dict) -> DictConfig:
+    """The checkpoint's data config with the command line's ``data.KEY=...`` on top."""
+    if fixed := sorted(k for k in overrides if k in FIXED_DATA_KEYS):
+        raise FmlabError(
+            f"data.{fixed[0]} cannot change at evaluation: the net was trained with "
+            f"data.{fixed[0]}={train_data.get(fixed[0])!r}, and other data is read with the "
+            "checkpoint's own tokenizer, vocabulary and classes. Drop that override (the files "
+            "and splits, e.g. data.corpus=..., data.path=..., data.val_fraction=..., may change)."
+        )
+    data = OmegaConf.merge(train_data, overrides)
+    checks.check_config({"data": OmegaConf.to_container(data)})  # misspelled keys, wrong types
+    return data
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -23,26 +42,42 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     checkpoint = load_checkpoint(ckpt_path)
     train_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
+    overrides = OmegaConf.to_container(cfg.data)
     train_cfg.data.data_dir = cfg.paths.data_dir  # this machine's data, not the training machine's
+    train_cfg.data = eval_data_config(train_cfg.data, overrides)
 
-    datamodule, task = build(train_cfg)
+    datamodule = instantiate(train_cfg.data)
+    # The data's own state (a text tokenizer, a classifier's classes) before it loads anything:
+    # whatever text is configured is then encoded as the net was trained to read it.
+    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
+    datamodule, task = build(train_cfg, datamodule)
     check_fits(task, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
-    # The data's own state (a text tokenizer): the data refuses to evaluate with a different one.
-    datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
+    split = cfg.split or ("test" if datamodule.has_test else "val")
+    if split not in ("val", "test") or (split == "val" and not datamodule.has_val):
+        raise FmlabError(
+            f"split={split!r}: this data has {'val and ' if datamodule.has_val else ''}test"
+            f"{'' if datamodule.has_test else ' (none here)'} splits. Use split=test or split=val, "
+            "or give the data one (e.g. data.val_fraction=0.1)."
+        )
+    log.info("Evaluating %s on the %s split of %s", ckpt_path, split, datamodule.record.get("name"))
+
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False)
     try:
-        results = trainer.test(task, datamodule=datamodule)
+        run = trainer.test if split == "test" else trainer.validate
+        results = run(task, datamodule=datamodule)
     finally:
         finish_loggers(loggers)
 
     record = {
         "status": "complete",
         "task": cfg.task_name,
+        "split": split,
         "metrics": {k: float(v) for k, v in results[0].items()},
         "checkpoint": str(ckpt_path.resolve()),
         "data": datamodule.record,
+        "data_overrides": overrides,
         "timing": {"wall_s": time.perf_counter() - started},
         "environment": environment(),
         "output_dir": str(output_dir.resolve()),
@@ -52,16 +87,3 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json_atomic(output_dir / "results.json", record)
     log.info("Results: %s", output_dir / "results.json")
     return record
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def hydra_main(cfg: DictConfig) -> None:
-    checks.job(evaluate, cfg)
-
-
-def main() -> None:
-    checks.cli(hydra_main, "fmlab-eval")
-
-
-if __name__ == "__main__":
-    main()

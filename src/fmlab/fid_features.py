@@ -140,9 +140,7 @@ def _train_once(run_dir: Path, data_dir: str) -> Path:
         return ckpt
     log.info("FID features: training %s once into %s", DEFAULT_RECIPE, run_dir)
     cmd = [
-        sys.executable,
-        "-m",
-        "fmlab.train",
+        str(Path(sys.executable).with_name("fmlab-train")),
         f"experiment={DEFAULT_RECIPE}",
         f"paths.data_dir={data_dir}",
         f"hydra.run.dir={run_dir}",

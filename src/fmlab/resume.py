@@ -140,10 +140,12 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | 
 
 
 def wandb_run_id(run_dir: Path) -> str:
-    """This run's W&B id, kept beside its checkpoints: a resumed run logs into the same W&B run."""
-    path = run_dir / "checkpoints" / "wandb_run_id.txt"
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip()
+    """This run's W&B id, kept in its folder: a resumed run logs into the same W&B run. (Beside
+    checkpoints/, not in it: Lightning warns about a checkpoint folder that is not empty.)"""
+    path = run_dir / "wandb_run_id.txt"
+    for kept in (path, run_dir / "checkpoints" / "wandb_run_id.txt"):  # the latter: fmlab 0.1
+        if kept.is_file() and kept.read_text().strip():
+            return kept.read_text().strip()
     run_id = uuid.uuid4().hex[:8]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")

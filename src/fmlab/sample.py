@@ -5,11 +5,9 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fmlab import CONF_DIR
 from fmlab.data.tokenizer import tokenizer_from_dict
 from fmlab.errors import FmlabError
 from fmlab.evaluate import load_checkpoint
@@ -71,16 +69,3 @@ def sample(cfg: DictConfig) -> list[str]:
         print(text, "\n---------------", flush=True)
     log.info("Samples: %s", path)
     return texts
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
-def main(cfg: DictConfig) -> None:
-    try:
-        sample(cfg)
-    except FmlabError as err:
-        log.error("%s", err)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main()

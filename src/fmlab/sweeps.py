@@ -14,75 +14,14 @@ from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from fmlab.errors import FmlabError
+from fmlab.resolvers import cpu_count, in_multirun, visible_gpus
 
 log = logging.getLogger(__name__)
 COMMAND = list(sys.argv)  # as typed; a DDP job under -m replaces sys.argv with its own command
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use, found without initialising CUDA (which would freeze
-    CUDA_VISIBLE_DEVICES for the life of the process)."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [g for g in listed.split(",") if g.strip()]
-    return sorted(p.name[6:] for p in Path("/dev").glob("nvidia[0-9]*"))
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def parallel_jobs() -> int:
-    """Default number of side-by-side jobs: one per GPU, else up to 4 sharing the CPU cores."""
-    return len(visible_gpus()) or max(1, min(4, cpu_count()))
-
-
-def gpus_per_node(accelerator: str, devices) -> int:
-    """GPUs a SLURM job asks for: none for a CPU trainer, else one per device."""
-    return 0 if str(accelerator) == "cpu" else tasks_per_node(devices)
-
-
-def tasks_per_node(devices) -> int:
-    """SLURM tasks per node = DDP ranks per node: Lightning takes each rank from SLURM."""
-    if isinstance(devices, int) and devices > 0:
-        return devices
-    if isinstance(devices, list | tuple) or OmegaConf.is_list(devices):
-        return len(devices)
-    if isinstance(devices, str) and devices.isdigit() and int(devices) > 0:
-        return int(devices)
-    raise FmlabError(
-        f"trainer.devices={devices!r} does not say how many SLURM tasks to start per node. Give "
-        "the number of GPUs (or CPU processes) per node, e.g. trainer.devices=4."
-    )
-
-
-def first_set(*values):
-    """The first value that is not null: `${fmlab.first_set:${sweep_id},${now:...}}`."""
-    return next((v for v in values if v is not None), None)
-
-
-def sweep_group() -> str | None:
-    """The W&B group of a job: its sweep folder's name in a multirun, none in a single run."""
-    return Path(HydraConfig.get().sweep.dir).name if in_multirun() else None
-
-
-for _name, _fn in {
-    "parallel_jobs": parallel_jobs,
-    "gpus_per_node": gpus_per_node,
-    "tasks_per_node": tasks_per_node,
-    "first_set": first_set,
-    "sweep_group": sweep_group,
-}.items():
-    OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def slurm_job() -> bool:

@@ -6,14 +6,13 @@ import time
 import warnings
 from pathlib import Path
 
-import hydra
 import lightning as L
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import CONF_DIR, checks, resume
-from fmlab.callbacks import Preemption, RandomState, StopOnNonFinite
+from fmlab import checks, resume
+from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
@@ -30,6 +29,16 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*Total length of `list` across ranks is zero.*")
 # Raised inside Lightning 2.6 by torch >= 2.10's pytree; nothing a user can act on.
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+# On any machine with SLURM installed; fmlab's SLURM launcher itself starts its jobs with srun.
+warnings.filterwarnings("ignore", ".*`srun` command is available on your system.*")
+# Lightning's package logger prints to a console handler of its own and then propagates to the root,
+# where Hydra's handlers (console and the run's log file) print it again: keep Hydra's.
+if logging.getLogger().handlers:
+    logging.getLogger("lightning").handlers.clear()
+# Lightning's advertisements for its cloud services, printed by every Trainer.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
 
 
 def build_net(model_cfg: DictConfig, datamodule):
@@ -55,9 +64,9 @@ def build_net(model_cfg: DictConfig, datamodule):
     return instantiate(model_cfg, **takes)
 
 
-def build(cfg: DictConfig):
-    """DataModule and task from a (train) config; shared with fmlab-eval."""
-    datamodule = instantiate(cfg.data)
+def build(cfg: DictConfig, datamodule=None):
+    """DataModule (built from the config unless given) and task; shared with fmlab-eval."""
+    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
     net = build_net(cfg.model, datamodule)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
@@ -92,7 +101,14 @@ def train(cfg: DictConfig) -> dict:
     # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
     timer = Timer(duration=cfg.trainer.get("max_time"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks += [timer, RandomState(), StopOnNonFinite(), Preemption(output_dir / "checkpoints")]
+    final = FinalValidation()
+    callbacks += [
+        timer,
+        final,
+        RandomState(),
+        StopOnNonFinite(),
+        Preemption(output_dir / "checkpoints"),
+    ]
     loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -110,7 +126,12 @@ def train(cfg: DictConfig) -> dict:
     try:
         fit_started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        if datamodule.has_val and final.validated_at != trainer.global_step:
+            # Not validated at its last step (e.g. resumed at max_steps): the final weights, once.
+            trainer.validate(task, datamodule=datamodule, verbose=False)
         fit_s = time.perf_counter() - fit_started
+        # Read now: test(ckpt_path=best) restores the Timer's state from that checkpoint too.
+        train_s = timer.time_elapsed("train")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
         checkpoint = trainer.checkpoint_callback
@@ -142,9 +163,9 @@ def train(cfg: DictConfig) -> dict:
         "timing": {
             "wall_s": time.perf_counter() - started,
             "fit_s": fit_s,
-            "train_s": timer.time_elapsed("train"),
+            "train_s": train_s,
             "train_steps": trainer.global_step,
-            "train_steps_per_s": trainer.global_step / timer.time_elapsed("train"),
+            "train_steps_per_s": trainer.global_step / train_s if train_s else None,
         },
         "environment": environment(),
         "output_dir": str(output_dir.resolve()),
@@ -169,19 +190,7 @@ def optimized_value(record: dict) -> float | None:
     return record["metrics"][name]
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
-    return checks.job(run_job, cfg)
-
-
 def run_job(cfg: DictConfig) -> float | None:
+    """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it."""
     prepare_job(cfg)
     return optimized_value(finished_record(cfg) or train(cfg))
-
-
-def main() -> float | None:
-    return checks.cli(hydra_main, "fmlab-train")
-
-
-if __name__ == "__main__":
-    main()

@@ -144,6 +144,10 @@ class CIFAR10DataModule(L.LightningDataModule):
     def has_val(self) -> bool:
         return self.val_size > 0
 
+    @property
+    def has_test(self) -> bool:
+        return True
+
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node: the only place that downloads.
         if (self.folder / "batches.meta").is_file():

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.data.batches import BatchIndices, TensorBatches
-from fmlab.data.tokenizer import CharTokenizer
+from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 
@@ -59,6 +59,7 @@ class LabelledTextDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.seed = split_seed, seed
         self.tokenizer, self.classes, self.sets, self.record = None, [], {}, {}
+        self._given: dict = {}  # a checkpoint's tokenizer and classes, to read other data with
 
     @property
     def net_args(self) -> dict:
@@ -75,8 +76,26 @@ class LabelledTextDataModule(L.LightningDataModule):
         self._load()
         return "val" in self.sets
 
+    @property
+    def has_test(self) -> bool:
+        self._load()
+        return "test" in self.sets
+
     def state_dict(self) -> dict:
         return {"tokenizer": self.tokenizer.to_dict(), "classes": self.classes}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Before the data is loaded (fmlab-eval): read it with the checkpoint's tokenizer and
+        classes. After (a resumed fit): refuse data that would give other ones."""
+        if self.tokenizer is None:
+            self._given = state
+            return
+        if state and state != self.state_dict():
+            raise FmlabError(
+                f"the checkpoint was trained with another vocabulary or other classes than "
+                f"{self.path} gives now (classes {state.get('classes')} vs {self.classes}); use "
+                "the data it was trained on."
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
@@ -85,7 +104,12 @@ class LabelledTextDataModule(L.LightningDataModule):
         if self.tokenizer is not None:
             return
         pairs = read_examples(self.path)
-        self.classes = sorted({label for label, _ in pairs})
+        self.classes = self._given.get("classes") or sorted({label for label, _ in pairs})
+        if unknown := sorted({label for label, _ in pairs} - set(self.classes)):
+            raise FmlabError(
+                f"{self.path} has labels {unknown[:5]} that the checkpoint's classifier does not "
+                f"know (its classes: {self.classes}). Evaluate on data with those classes only."
+            )
         if len(self.classes) < 2:
             raise FmlabError(f"{self.path} holds {len(self.classes)} class(es); need at least 2.")
         order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(self.split_seed))
@@ -95,7 +119,10 @@ class LabelledTextDataModule(L.LightningDataModule):
             "test": order[n_val : n_val + n_test],
             "train": order[n_val + n_test :],
         }
-        self.tokenizer = CharTokenizer.train("".join(pairs[i][1] for i in parts["train"]))
+        if self._given.get("tokenizer"):
+            self.tokenizer = tokenizer_from_dict(self._given["tokenizer"])
+        else:
+            self.tokenizer = CharTokenizer.train("".join(pairs[i][1] for i in parts["train"]))
         for split, idx in parts.items():
             if len(idx):
                 self.sets[split] = self._tensors([pairs[i] for i in idx])

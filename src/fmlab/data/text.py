@@ -100,6 +100,7 @@ class TextDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
         self.cache_dir, self.download = cache_dir, download
         self.tokenizer = None
+        self._given_tokenizer: dict | None = None  # a checkpoint's, to encode other text with
         self.tokens: dict[str, torch.Tensor] = {}  # split -> (n,) int32
         self.tokens_per_char: dict[str, float] = {}
         self.record: dict = {}
@@ -115,12 +116,21 @@ class TextDataModule(L.LightningDataModule):
         self._load()
         return "val" in self.tokens
 
+    @property
+    def has_test(self) -> bool:
+        self._load()
+        return "test" in self.tokens
+
     def state_dict(self) -> dict:
         """Saved inside every checkpoint: sampling and evaluation reuse this exact tokenizer."""
         return {"tokenizer": self.tokenizer.to_dict()} if self.tokenizer else {}
 
     def load_state_dict(self, state: dict) -> None:
-        """On resume and evaluation: refuse data whose tokenizer is not the checkpoint's."""
+        """Before the data is loaded (fmlab-eval): encode whatever corpus is configured with the
+        checkpoint's tokenizer. After (a resumed fit): refuse data whose tokenizer differs."""
+        if self.tokenizer is None and state.get("tokenizer"):
+            self._given_tokenizer = state["tokenizer"]
+            return
         self._load()
         if state.get("tokenizer") and self.tokenizer.to_dict() != state["tokenizer"]:
             raise FmlabError(
@@ -199,6 +209,10 @@ class TextDataModule(L.LightningDataModule):
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
         }
+        if self._given_tokenizer is not None:
+            settings["given_tokenizer_sha256"] = hashlib.sha256(
+                json.dumps(self._given_tokenizer, sort_keys=True).encode()
+            ).hexdigest()
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         folder = self._cache_folder(files) / key
         if not (folder / "meta.json").is_file():
@@ -223,7 +237,9 @@ class TextDataModule(L.LightningDataModule):
 
     def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> None:
         log.info("Tokenising %s (%s) into %s", self.corpus, self.tokenizer_kind, folder)
-        if self.tokenizer_kind == "char":
+        if self._given_tokenizer is not None:
+            tokenizer = tokenizer_from_dict(self._given_tokenizer)
+        elif self.tokenizer_kind == "char":
             tokenizer = CharTokenizer.train(splits["train"])
         else:
             tokenizer = BPETokenizer.train(splits["train"], self.bpe_vocab_size)
