@@ -7,10 +7,23 @@ import socket
 from urllib.parse import urlparse
 
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch import loggers as pl_loggers
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
+
+
+class WandbLogger(pl_loggers.WandbLogger):
+    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting.
+
+    Lightning 2.6 always hands wandb.init ``anonymous`` (None when unset); wandb 0.31 ignores it
+    and prints "The anonymous setting has no effect and will be removed" on every run.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
 
 
 def _wandb_host() -> str:
@@ -65,5 +78,5 @@ def instantiate_loggers(cfg: DictConfig | None, wandb_id: str | None = None) -> 
 def finish_loggers(loggers: list[Logger]) -> None:
     """End this job's W&B run, so the next job in the same process starts a new one."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+        if isinstance(logger, pl_loggers.WandbLogger) and logger._experiment is not None:
             logger.experiment.finish()  # offline, it prints the `wandb sync <dir>` to upload it
