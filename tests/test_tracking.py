@@ -9,7 +9,8 @@ from wandb.errors import term
 from wandb_files import exit_codes
 
 from fmlab import CONF_DIR
-from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.errors import FmlabError
+from fmlab.tracking import closing_loggers, instantiate_loggers
 
 
 @pytest.fixture
@@ -33,9 +34,16 @@ def run_file(root: Path) -> Path:
 
 
 def test_a_run_starts_without_the_anonymous_setting_warning(wandb_logger, tmp_path, capfd):
-    wandb_logger.log_metrics({"train/loss": 1.0}, step=0)
-    finish_loggers([wandb_logger])
+    with closing_loggers([wandb_logger]):
+        wandb_logger.log_metrics({"train/loss": 1.0}, step=0)
     err = capfd.readouterr().err
     assert "Tracking run with wandb" in err  # wandb's own terminal output is captured here
     assert "anonymous" not in err
-    assert exit_codes(run_file(tmp_path)) == [0]  # and it finished
+    assert exit_codes(run_file(tmp_path)) == [0]  # finished
+
+
+def test_a_job_that_raises_ends_its_run_as_failed(wandb_logger, tmp_path):
+    with pytest.raises(FmlabError), closing_loggers([wandb_logger]):
+        wandb_logger.log_hyperparams({"seed": 1})  # fmlab-train starts the run this way
+        raise FmlabError("CIFAR-10 is not in data/")  # as fit raises it when the data is missing
+    assert exit_codes(run_file(tmp_path)) == [1]  # failed
