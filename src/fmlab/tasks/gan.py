@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
+from torch.optim.lr_scheduler import ConstantLR
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.io import write_png
@@ -191,4 +192,10 @@ class GAN(Task):
     def configure_optimizers(self):
         g_opt = self.optimizer_factory(self.net.generator.parameters())
         d_opt = self.optimizer_factory(self.net.discriminator.parameters())
-        return [g_opt, d_opt]
+        # LearningRateMonitor names an optimizer after its class (lr-Adam, lr-Adam-1) unless its
+        # scheduler has a `name`: each gets a scheduler that keeps the rate (factor 1) to be
+        # logged as lr-generator and lr-discriminator. Manual optimisation steps no scheduler.
+        return [
+            {"optimizer": opt, "lr_scheduler": {"scheduler": ConstantLR(opt, 1.0), "name": name}}
+            for name, opt in (("lr-generator", g_opt), ("lr-discriminator", d_opt))
+        ]
