@@ -3,6 +3,7 @@
 import csv
 import json
 import struct
+import warnings
 from functools import partial
 
 import lightning as L
@@ -129,6 +130,16 @@ def png_size(path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
+
+
+def test_a_sample_grid_is_written_without_deprecated_encoders(synthetic_data, tmp_path):
+    task = gan()
+    fit(task, synthetic_data, tmp_path, max_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision's own PNG encoder warns since 0.29
+        path = task.save_grid()
+    assert path == tmp_path / "samples" / "step0000001.png"
+    assert png_size(path) == (GRID_PX, GRID_PX)
 
 
 @pytest.fixture(scope="module")
