@@ -61,7 +61,10 @@ def test_every_option_composes(group, option, compose_cfg, synthetic_text, tmp_p
     if group == "optimizer":
         task.configure_optimizers()
     if group in ("callbacks", "trainer"):
-        instantiate(cfg.trainer, callbacks=[instantiate(c) for c in cfg.callbacks.values() if c])
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+        # The app's loggers, as fmlab-train passes them (Lightning's default logger=True only
+        # adds a note that TensorBoard is not installed).
+        instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_loggers(cfg.logger))
 
 
 def test_seed_convnet_is_the_course_recipe(compose_cfg):

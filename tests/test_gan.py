@@ -1,13 +1,17 @@
 """DCGAN nets, the GAN task under a real Trainer, FID/KID features, the recipe through the CLI."""
 
+import csv
 import json
 import struct
+import warnings
 from functools import partial
 
 import lightning as L
 import pytest
 import torch
 from conftest import quiet_trainer, run_cli
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from fmlab.data import CIFAR10DataModule
@@ -50,13 +54,16 @@ def gan(loss: str = "bce", d_steps: int = 1, **kwargs) -> GAN:
     return GAN(net, adam, loss=loss, d_steps=d_steps, fid_features="none", **kwargs)
 
 
-def fit(task: GAN, data_root, root, **trainer_kwargs) -> L.Trainer:
-    dm = CIFAR10DataModule(
+def images(data_root) -> CIFAR10DataModule:
+    return CIFAR10DataModule(
         str(data_root), batch_size=16, val_size=0, crop=False, flip=False, mean=[0.5] * 3,
         std=[0.5] * 3,
     )  # fmt: skip
+
+
+def fit(task: GAN, data_root, root, **trainer_kwargs) -> L.Trainer:
     trainer = quiet_trainer(root, enable_checkpointing=False, **trainer_kwargs)
-    trainer.fit(task, datamodule=dm)
+    trainer.fit(task, datamodule=images(data_root))
     return trainer
 
 
@@ -101,10 +108,38 @@ def test_d_steps_per_generator_step_are_not_counted(synthetic_data, tmp_path):
     assert trainer.global_step == 1 and trainer.fit_loop.epoch_loop.batch_progress.total.ready == 2
 
 
+def test_learning_rates_are_logged_under_the_nets_they_drive(synthetic_data, tmp_path):
+    trainer = L.Trainer(
+        default_root_dir=tmp_path,  # the task's sample grids go there
+        logger=CSVLogger(tmp_path, name="csv", version=""),
+        callbacks=[LearningRateMonitor(logging_interval="epoch")],  # as conf/callbacks/default
+        max_steps=2,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(gan(), datamodule=images(synthetic_data))
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    lrs = {k: float(v) for row in rows for k, v in row.items() if k.startswith("lr-") and v}
+    assert lrs == {"lr-generator": 2e-4, "lr-discriminator": 2e-4}
+
+
 def png_size(path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
+
+
+def test_a_sample_grid_is_written_without_deprecated_encoders(synthetic_data, tmp_path):
+    task = gan()
+    fit(task, synthetic_data, tmp_path, max_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision's own PNG encoder warns since 0.29
+        path = task.save_grid()
+    assert path == tmp_path / "samples" / "step0000001.png"
+    assert png_size(path) == (GRID_PX, GRID_PX)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,13 @@
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
+from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.record import write_json_atomic
 from fmlab.reproduce import csv_rows, reproduction_grid
@@ -13,7 +16,7 @@ from fmlab.tables.cells import Reference, aggregate, best_means
 from fmlab.tables.curves import plot_curves, read_series, smoothed
 from fmlab.tables.render import latex, markdown
 from fmlab.tables.runs import Run, find_jobs, run_from_wandb, wandb_jobs
-from fmlab.tables.spec import parse_spec
+from fmlab.tables.spec import load_spec, parse_spec
 
 
 def run(seed, acc=None, status="complete", official=True, where=None):
@@ -163,6 +166,21 @@ def test_csv_holds_full_precision_and_verdicts():
     assert rows[0]["mean"] == pytest.approx(52.0) and rows[0]["within"] is True
     assert rows[1]["left_out"] == "seed 2: unfinished"
     assert rows[2]["reference_low"] is None and rows[2]["official_data"] is False
+
+
+@pytest.mark.parametrize("table", sorted(p.stem for p in Path(CONF_DIR, "table").glob("*.yaml")))
+def test_a_shipped_table_says_its_data_is_unofficial_once_and_only_when_so(table):
+    """A spec's notes print on every machine; the § footnote alone speaks of this one's data."""
+    spec = load_spec(table)
+    for official, times in ((True, 0), (False, 1)):
+        runs = [
+            Run(f"job{s}", "complete", {"seed": s}, {spec.metric: 0.5}, official)
+            for s in spec.seeds
+        ]
+        cells = [aggregate(runs, spec.metric, spec.transform, len(spec.seeds)) for _ in spec.rows]
+        text = markdown(reproduction_grid(spec, cells))
+        assert len(re.findall(r"not the official", text, re.IGNORECASE)) == times, text
+        assert all(text.count(note) == 1 for note in spec.notes)
 
 
 def write_job(folder, seed, lr, model, acc=None, task="train"):

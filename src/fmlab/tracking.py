@@ -1,16 +1,32 @@
-"""Loggers from the config; Weights & Biases online only when it can be, and one W&B run per job."""
+"""Loggers from the config; Weights & Biases online only when it can be, and one W&B run per job,
+ended as failed when the job raised."""
 
 import logging
 import netrc
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch import loggers as pl_loggers
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
+
+
+class WandbLogger(pl_loggers.WandbLogger):
+    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting.
+
+    Lightning 2.6 always hands wandb.init ``anonymous`` (None when unset); wandb 0.31 ignores it
+    and prints "The anonymous setting has no effect and will be removed" on every run.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
 
 
 def _wandb_host() -> str:
@@ -62,8 +78,22 @@ def instantiate_loggers(cfg: DictConfig | None, wandb_id: str | None = None) -> 
     return loggers
 
 
-def finish_loggers(loggers: list[Logger]) -> None:
-    """End this job's W&B run, so the next job in the same process starts a new one."""
+def finish_loggers(loggers: list[Logger], exit_code: int = 0) -> None:
+    """End this job's W&B run, so the next job in the same process starts a new one. A non-zero
+    ``exit_code`` marks it failed in W&B; 0 marks it finished."""
     for logger in loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish()  # offline, it prints the `wandb sync <dir>` to upload it
+        if isinstance(logger, pl_loggers.WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish(exit_code=exit_code)  # offline, it prints the `wandb sync`
+
+
+@contextmanager
+def closing_loggers(loggers: list[Logger]) -> Iterator[None]:
+    """``with closing_loggers(loggers):`` around a job's work ends its W&B run on the way out:
+    as failed (exit code 1) when the work raised, e.g. on missing data before the first step,
+    which W&B would otherwise show as finished; the exception goes on."""
+    try:
+        yield
+    except BaseException:
+        finish_loggers(loggers, exit_code=1)
+        raise
+    finish_loggers(loggers)

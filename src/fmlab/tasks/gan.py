@@ -6,10 +6,10 @@ from pathlib import Path
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
+from torch.optim.lr_scheduler import ConstantLR
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
-from torchvision.io import write_png
-from torchvision.utils import make_grid
+from torchvision.utils import save_image
 
 from fmlab.errors import FmlabError
 from fmlab.fid_features import build_features
@@ -148,12 +148,17 @@ class GAN(Task):
         self.net.generator.eval()
         images = self.net.generator(self.fixed_noise)  # (grid², C, 32, 32) in [-1, 1]
         self.net.generator.train(was_training)
-        grid = make_grid(
-            images, nrow=self.hparams.grid_size, padding=2, normalize=True, value_range=(-1, 1)
-        )
         path = Path(self.trainer.default_root_dir) / "samples" / f"step{self.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_png((grid * 255).round().to(torch.uint8).cpu(), str(path))
+        # The grid as a PNG through Pillow: torchvision's own image encoders are deprecated.
+        save_image(
+            images,
+            path,
+            nrow=self.hparams.grid_size,
+            padding=2,
+            normalize=True,
+            value_range=(-1, 1),
+        )
         self.samples.append(str(path))
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
@@ -191,4 +196,10 @@ class GAN(Task):
     def configure_optimizers(self):
         g_opt = self.optimizer_factory(self.net.generator.parameters())
         d_opt = self.optimizer_factory(self.net.discriminator.parameters())
-        return [g_opt, d_opt]
+        # LearningRateMonitor names an optimizer after its class (lr-Adam, lr-Adam-1) unless its
+        # scheduler has a `name`: each gets a scheduler that keeps the rate (factor 1) to be
+        # logged as lr-generator and lr-discriminator. Manual optimisation steps no scheduler.
+        return [
+            {"optimizer": opt, "lr_scheduler": {"scheduler": ConstantLR(opt, 1.0), "name": name}}
+            for name, opt in (("lr-generator", g_opt), ("lr-discriminator", d_opt))
+        ]
