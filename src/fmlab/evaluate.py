@@ -12,7 +12,7 @@ from fmlab import checks
 from fmlab.checkpoints import check_fits, load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
-from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.tracking import closing_loggers, instantiate_loggers
 from fmlab.train import build
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False)
-    try:
+    with closing_loggers(loggers):
         run = trainer.test if split == "test" else trainer.validate
         results = run(task, datamodule=datamodule)
-    finally:
-        finish_loggers(loggers)
 
     record = {
         "status": "complete",

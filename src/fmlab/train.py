@@ -18,7 +18,7 @@ from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.speed import NoProfiler
 from fmlab.sweeps import finished_record, prepare_job
-from fmlab.tracking import finish_loggers, instantiate_loggers
+from fmlab.tracking import closing_loggers, instantiate_loggers
 from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*Total length of `list` across ranks is zero.*")
 # Raised inside Lightning 2.6 by torch >= 2.10's pytree; nothing a user can act on.
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+# The data modules offer a validation split to every task; a GAN's has no use for it.
+warnings.filterwarnings("ignore", ".*You passed in a `val_dataloader` but have no `validation_s.*")
 # On any machine with SLURM installed; fmlab's SLURM launcher itself starts its jobs with srun.
 warnings.filterwarnings("ignore", ".*`srun` command is available on your system.*")
 # Lightning's package logger prints to a console handler of its own and then propagates to the root,
@@ -120,10 +122,9 @@ def train(cfg: DictConfig) -> dict:
         profiler=cfg.trainer.get("profiler") or NoProfiler(),
         plugins=[AtomicCheckpointIO()],
     )
-    for logger in loggers:
-        logger.log_hyperparams(config)
-
-    try:
+    with closing_loggers(loggers):  # W&B: failed (exit code 1) if anything below raises
+        for logger in loggers:  # W&B starts its run here
+            logger.log_hyperparams(config)
         fit_started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         if datamodule.has_val and final.validated_at != trainer.global_step:
@@ -147,8 +148,6 @@ def train(cfg: DictConfig) -> dict:
             tested = ckpt_path or "final weights"
             results = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in results[0].items()})
-    finally:
-        finish_loggers(loggers)
 
     record = {
         "status": "complete",
