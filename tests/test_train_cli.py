@@ -57,6 +57,7 @@ def test_training_beats_chance_and_records_everything(trained, real_data, learni
     assert RECORD_KEYS <= set(record)
     assert record["status"] == "complete" and record["task"] == "train"
     # Chance is 0.1. BOUND_CONVNET
+    learning.expect_above("convnet test/acc", record["metrics"]["test/acc"], 0.0)
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss"} <= set(record["metrics"])
     assert record["data"]["official"] is False and len(record["data"]["fingerprint"]) == 16
     assert record["data"]["test_size"] == 10000

@@ -3,7 +3,6 @@
 import inspect
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +10,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import checks, resume
+from fmlab import checks, console, resume  # noqa: F401 (console: a quiet first screen)
 from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
@@ -22,25 +21,6 @@ from fmlab.tracking import closing_loggers, instantiate_loggers
 from fmlab.transfer import init_from_checkpoint
 
 log = logging.getLogger(__name__)
-
-# Our DataModules serve batches from memory; worker processes would only add copies.
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
-# A data module without a validation split returns no validation loader, on purpose.
-warnings.filterwarnings("ignore", ".*Total length of `list` across ranks is zero.*")
-# Raised inside Lightning 2.6 by torch >= 2.10's pytree; nothing a user can act on.
-warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
-# The data modules offer a validation split to every task; a GAN's has no use for it.
-warnings.filterwarnings("ignore", ".*You passed in a `val_dataloader` but have no `validation_s.*")
-# On any machine with SLURM installed; fmlab's SLURM launcher itself starts its jobs with srun.
-warnings.filterwarnings("ignore", ".*`srun` command is available on your system.*")
-# Lightning's package logger prints to a console handler of its own and then propagates to the root,
-# where Hydra's handlers (console and the run's log file) print it again: keep Hydra's.
-if logging.getLogger().handlers:
-    logging.getLogger("lightning").handlers.clear()
-# Lightning's advertisements for its cloud services, printed by every Trainer.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip")
-)
 
 
 def build_net(model_cfg: DictConfig, datamodule):
