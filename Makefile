@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all test-repeat lint format bench clean
+.PHONY: help install train test test-all test-repeat lint format bench gpu-bundle clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install ## benchmark seed_convnet against the course loop and a plain loop
 	$(BIN)/python scripts/bench_seed.py
+
+gpu-bundle: install ## fill .gpu/ for scripts/gpu_check.sh on an accelerator machine (README)
+	PYTHON=$(BIN)/python scripts/gpu_bundle.sh .gpu
 
 clean: ## remove run folders and caches (keeps .venv and data/)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache wandb

@@ -24,15 +24,18 @@ class ChannelsLast(Callback):
 class CompileNet(Callback):
     """``torch.compile`` the task's net (``nn.Module.compile``: in place, same state_dict keys).
     The first steps pay the compilation; ``mode`` as torch.compile's (None, "max-autotune", ...).
+    ``backend`` too: "eager" captures the graphs without generating code, which checks on a CPU in
+    seconds what inductor would take minutes to compile (the GPU check's CPU smoke).
     """
 
-    def __init__(self, enabled: bool = True, mode: str | None = None) -> None:
-        self.enabled, self.mode = enabled, mode
+    def __init__(self, enabled: bool = True, mode: str | None = None, backend: str = "inductor"):
+        self.enabled, self.mode, self.backend = enabled, mode, backend
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.enabled:
-            log.info("Compiling %s (mode=%s)", type(pl_module.net).__name__, self.mode)
-            pl_module.net.compile(mode=self.mode)
+            name = type(pl_module.net).__name__
+            log.info("Compiling %s (mode=%s, backend=%s)", name, self.mode, self.backend)
+            pl_module.net.compile(mode=self.mode, backend=self.backend)
 
 
 class NoProfiler(PassThroughProfiler):
