@@ -56,8 +56,9 @@ def test_training_beats_chance_and_records_everything(trained, real_data, learni
     run_dir, record = trained
     assert RECORD_KEYS <= set(record)
     assert record["status"] == "complete" and record["task"] == "train"
-    # Chance is 0.1. BOUND_CONVNET
-    learning.expect_above("convnet test/acc", record["metrics"]["test/acc"], 0.0)
+    # Chance is 0.10. Measured with `make test-repeat SEEDS=0,1,2,3,4` (2026-12-01): 0.287 / 0.323 /
+    # 0.341 worst / mean / best of 10 runs (threads 1 and 2).
+    learning.expect_above("convnet test/acc", record["metrics"]["test/acc"], 0.2)
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss"} <= set(record["metrics"])
     assert record["data"]["official"] is False and len(record["data"]["fingerprint"]) == 16
     assert record["data"]["test_size"] == 10000

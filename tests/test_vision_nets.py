@@ -100,5 +100,6 @@ def test_resnet20_learns_real_cifar10_on_cpu(real_data, learning, tmp_path):
     )
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert record["timing"]["train_steps"] == 60
-    # BOUND_RESNET20
-    learning.expect_above("resnet20 test/acc", record["metrics"]["test/acc"], 0.0)
+    # Chance is 0.10 (± 0.007 on 2,000 images). Measured with `make test-repeat SEEDS=0,1,2,3,4`
+    # (2026-12-01): 0.179 / 0.232 / 0.283 worst / mean / best of 10 runs; 1 thread, seed 0: 0.234.
+    learning.expect_above("resnet20 test/acc", record["metrics"]["test/acc"], 0.14)
