@@ -209,10 +209,20 @@ def test_data_with_another_tokenizer_is_refused_for_the_checkpoint(trained_lm, t
     corpus.parent.mkdir()
     corpus.write_text(Path(record["data"]["files"]["all"]).read_text())
     same = TextDataModule(str(tmp_path), block_size=32)
+    assert same.net_args  # loaded, as in a resumed fit (the net was built from the data)
     same.load_state_dict(state)  # the same text builds the same tokenizer
     corpus.write_text("Zebra! " + corpus.read_text())  # new characters in the training split
+    changed = TextDataModule(str(tmp_path), block_size=32)
+    assert changed.net_args["vocab_size"] == record["data"]["vocab_size"] + 2  # Z, b
     with pytest.raises(FmlabError, match="different tokenizer"):
-        TextDataModule(str(tmp_path), block_size=32).load_state_dict(state)
+        changed.load_state_dict(state)
+    # Not loaded yet (fmlab-eval): the text is read with the checkpoint's tokenizer instead.
+    adopted = TextDataModule(str(tmp_path), block_size=32)
+    adopted.load_state_dict(state)
+    assert (
+        adopted.tokenizer is None and adopted.net_args["vocab_size"] == record["data"]["vocab_size"]
+    )
+    assert adopted.tokenizer.to_dict() == state["tokenizer"]
 
 
 def test_the_task_trains_exactly_like_nanogpts_loop():
