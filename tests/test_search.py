@@ -127,6 +127,7 @@ def test_seeded_search_repeats_and_a_rerun_continues_the_study(tmp_path, monkeyp
     assert search(tmp_path, monkeypatch, "sweep_id=a", "hydra.sweeper.n_trials=3") == []
     more = search(tmp_path, monkeypatch, "sweep_id=a", "hydra.sweeper.n_trials=5")
     assert [r["num"] for r in more] == [3, 4]
+    assert not {r["lr"] for r in more} & {r["lr"] for r in first}  # new ones, not the first again
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [str(n) for n in range(5)]
     assert summary(sweep)["trials"] == {"complete": 5}
 

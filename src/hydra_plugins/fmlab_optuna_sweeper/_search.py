@@ -48,11 +48,11 @@ class Search:
         study = optuna.create_study(
             study_name=self.name,
             storage=protocol.open_storage(self.storage),
-            sampler=protocol.build(self.s.sampler, "sampler"),
             pruner=protocol.build(self.s.pruner, "pruner"),
             directions=self.directions,
             load_if_exists=True,
         )
+        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
         if (held := [d.name.lower() for d in study.directions]) != self.directions:
             raise FmlabError(
                 f"study {self.name!r} in {self.storage} optimises {held}, not {self.directions}: "
@@ -107,6 +107,14 @@ class Search:
             raise FmlabError(
                 f"the search space (hydra.sweeper.params and the command line): {explain(err)}"
             ) from None
+
+    def _sampler(self, n_before: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler; continuing a study, its seed is offset by the trials the study
+        holds, or the seeded sampler would propose the study's first trials again."""
+        node = protocol.option(self.s.sampler, "sampler")
+        if n_before and node.get("seed") is not None:
+            node = OmegaConf.merge(node, {"seed": node.seed + n_before})
+        return protocol.build(node, "sampler")
 
     def _recover(self, study: optuna.Study) -> None:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 STORAGE, STUDY, TRIAL = "FMLAB_OPTUNA_STORAGE", "FMLAB_OPTUNA_STUDY", "FMLAB_OPTUNA_TRIAL"
+ENV = (STORAGE, STUDY, TRIAL)
 
 
 def storage_spec(storage: str | None, sweep_dir: str) -> str:
