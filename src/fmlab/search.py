@@ -38,6 +38,7 @@ class Pruning(Callback):
         self.trial = None  # opened on global rank 0 only
         self.reported: set[int] = set()  # epochs the study holds (a requeued job resumes)
         self.pruned_epoch: int | None = None
+        self.unreported = False  # warned that the metric is not logged by validation
         self.study, self.number = os.environ[trials.STUDY], int(os.environ[trials.TRIAL])
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -51,7 +52,12 @@ class Pruning(Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         epoch, prune = trainer.current_epoch, False
-        if trainer.is_global_zero and self.monitor in trainer.callback_metrics:
+        if trainer.is_global_zero and self.monitor not in trainer.callback_metrics:
+            if not self.unreported:
+                log.warning("%s is not a validation metric: trial %d reports nothing and is "
+                            "never pruned", self.monitor, self.number)  # fmt: skip
+            self.unreported = True
+        elif trainer.is_global_zero:
             value = float(trainer.callback_metrics[self.monitor])
             if epoch not in self.reported:
                 self.trial.report(value, step=epoch)
@@ -70,7 +76,9 @@ def pruning(cfg: DictConfig, output_dir: Path) -> Pruning | None:
     """The callback of a job that runs an Optuna trial with one optimized metric, else None."""
     if trials.TRIAL not in os.environ or not isinstance(cfg.get("optimized_metric"), str):
         return None
-    return Pruning(cfg.optimized_metric, HydraConfig.get().sweeper.pruner, output_dir)
+    # DDP ranks > 0 (a single run of the job's task overrides) have no use for the pruner.
+    pruner = HydraConfig.get().sweeper.get("pruner", "none")
+    return Pruning(cfg.optimized_metric, pruner, output_dir)
 
 
 def raise_if_pruned(record: dict) -> None:
