@@ -14,7 +14,6 @@ import pytest
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError, NonFiniteLoss
@@ -133,15 +132,22 @@ def test_seeded_search_repeats_and_a_rerun_continues_the_study(tmp_path, monkeyp
     assert summary(sweep)["trials"] == {"complete": 5}
 
 
-def test_a_trial_whose_search_died_is_failed_and_asked_again(tmp_path, monkeypatch):
+def test_trials_left_running_by_a_dead_search(tmp_path, monkeypatch):
+    """A trial whose job had ended (its outcome kept in the trial) is told so, not run again; one
+    whose job died with the search is marked failed and its parameters are asked again."""
     sweep = tmp_path / "logs" / "train" / "multiruns" / "s"
     search(tmp_path, monkeypatch, "sweep_id=s", "hydra.sweeper.n_trials=2")
     study = study_in(sweep)
-    dead = study.ask({"optimizer.lr": FloatDistribution(0.001, 0.3, log=True)})  # never told
-    ran = search(tmp_path, monkeypatch, "sweep_id=s", "hydra.sweeper.n_trials=3")
-    states = [t.state for t in study_in(sweep).trials]
-    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL, TrialState.COMPLETE]
-    assert [r["lr"] for r in ran] == [dead.params["optimizer.lr"]] and ran[0]["num"] == 3
+    space = {"optimizer.lr": FloatDistribution(0.001, 0.3, log=True)}
+    ended, pruned, dead = study.ask(space), study.ask(space), study.ask(space)  # never told
+    ended.set_user_attr(trials.OUTCOME, [-0.25])
+    pruned.set_user_attr(trials.OUTCOME, "pruned")
+    ran = search(tmp_path, monkeypatch, "sweep_id=s", "hydra.sweeper.n_trials=5")
+    held = study_in(sweep).trials
+    assert [t.state.name for t in held] == ["COMPLETE"] * 3 + ["PRUNED", "FAIL", "COMPLETE"]
+    assert held[2].value == -0.25
+    assert [r["lr"] for r in ran] == [dead.params["optimizer.lr"]] and ran[0]["num"] == 5
+    assert held[5].user_attrs["retry_of"] == 4
 
 
 def test_multi_objective_search_returns_its_pareto_front(tmp_path, monkeypatch):

@@ -87,8 +87,17 @@ def raise_if_pruned(record: dict) -> None:
     if record.get("status") == "pruned" and rank_zero_only.rank == 0:
         import optuna
 
+        trials.keep_outcome(None)
         epoch = (record.get("optuna") or {}).get("pruned_epoch")
         raise optuna.TrialPruned(f"pruned after epoch {epoch}: {record.get('output_dir')}")
+
+
+def kept(value: float | list[float] | None) -> float | list[float] | None:
+    """The job's return value, also kept in its trial (if it runs one): the sweeper takes it from
+    there should it die before it tells the study."""
+    if value is not None and rank_zero_only.rank == 0:
+        trials.keep_outcome([value] if isinstance(value, float | int) else list(value))
+    return value
 
 
 @contextmanager

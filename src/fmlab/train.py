@@ -202,4 +202,4 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it."""
     prepare_job(cfg)
     with search.failing_trial():
-        return optimized_value(finished_record(cfg) or train(cfg))
+        return search.kept(optimized_value(finished_record(cfg) or train(cfg)))

@@ -117,14 +117,23 @@ class Search:
         return protocol.build(node, "sampler")
 
     def _recover(self, study: optuna.Study) -> None:
+        """Trials left running by a search that stopped: told how their job ended if it did, else
+        marked failed, and their parameters asked again."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(trial.number, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            outcome = trial.user_attrs.get(protocol.OUTCOME)
+            if outcome == "pruned":
+                study.tell(trial.number, state=TrialState.PRUNED)
+            elif outcome is not None:
+                study.tell(trial.number, outcome)
+            else:
+                study.tell(trial.number, state=TrialState.FAIL)
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             log.warning(
-                "Trial %d was left running by a search that stopped: marked failed, and its "
-                "parameters are asked again.",
+                "Trial %d was left running by a search that stopped: %s.",
                 trial.number,
-            )
+                "its job had ended, as it says" if outcome is not None else
+                "marked failed, and its parameters are asked again",
+            )  # fmt: skip
 
     def _launch(self, batch: list[optuna.trial.Trial]) -> list[JobReturn]:
         """One launch per run of consecutive trial numbers (one, unless another process asks

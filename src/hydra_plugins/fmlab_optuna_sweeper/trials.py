@@ -10,6 +10,7 @@ from pathlib import Path
 
 STORAGE, STUDY, TRIAL = "FMLAB_OPTUNA_STORAGE", "FMLAB_OPTUNA_STUDY", "FMLAB_OPTUNA_TRIAL"
 ENV = (STORAGE, STUDY, TRIAL)
+OUTCOME = "job_outcome"  # the trial's user attribute: the values its job returned, or "pruned"
 
 
 def storage_spec(storage: str | None, sweep_dir: str) -> str:
@@ -87,3 +88,11 @@ def current_trial(pruner=None):
     return optuna.trial.Trial(
         study, storage.get_trial_id_from_study_id_trial_number(study_id, number)
     )
+
+
+def keep_outcome(values: list[float] | None) -> None:
+    """At the end of a trial's job, its values (None: pruned) kept in the trial: a search that
+    dies before it tells them takes them from there instead of running the trial again."""
+    trial = current_trial()
+    if trial is not None:
+        trial.set_user_attr(OUTCOME, "pruned" if values is None else values)
