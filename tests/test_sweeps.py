@@ -21,7 +21,7 @@ from fmlab.record import write_json_atomic
 from fmlab.resolvers import tasks_per_node
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.train import optimized_value
-from hydra_plugins.fmlab_optuna_sweeper.trials import open_storage
+from hydra_plugins.fmlab_optuna_sweeper.trials import OUTCOME, open_storage
 
 RECORD_KEYS = {"status", "metrics", "optimized_metric", "checkpoints", "timing", "config"}
 
@@ -152,6 +152,7 @@ def test_a_trial_made_to_be_bad_is_pruned_after_its_first_epoch(synthetic_data, 
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert trial.intermediate_values == {0: record["metrics"]["val/acc"]}
     assert trial.user_attrs["output_dir"] == record["output_dir"]
+    assert trial.user_attrs[OUTCOME] == "pruned"  # kept, should the search die before telling
     assert "pruned after epoch 0" in proc.stdout + proc.stderr
 
 
