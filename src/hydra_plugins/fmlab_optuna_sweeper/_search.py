@@ -131,7 +131,7 @@ class Search:
             log.warning(
                 "Trial %d was left running by a search that stopped: %s.",
                 trial.number,
-                "its job had ended, as it says" if outcome is not None else
+                f"its job had ended ({outcome}), told so" if outcome is not None else
                 "marked failed, and its parameters are asked again",
             )  # fmt: skip
 
