@@ -12,6 +12,7 @@ import hydra
 import optuna
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -21,6 +22,7 @@ from fmlab.search import TrialFailed, failing_trial
 from hydra_plugins.fmlab_optuna_sweeper import trials
 from hydra_plugins.fmlab_optuna_sweeper._space import parse
 from hydra_plugins.fmlab_optuna_sweeper.config import OPTIONS
+from hydra_plugins.fmlab_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 
 def objective(cfg) -> float:
@@ -71,6 +73,10 @@ def test_installed_optuna_is_today_s():
     assert metadata.version("sqlalchemy").split(".")[0] == "2"
     with pytest.raises(metadata.PackageNotFoundError):
         metadata.version("hydra-optuna-sweeper")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", ["hparams_search=convnet_optuna"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.sweeper._target_ == f"{OptunaSweeper.__module__}.OptunaSweeper"
 
 
 def test_search_space_in_hydra_s_grammar():
