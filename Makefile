@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+# fmlab ships its own hydra/sweeper=optuna: the old plugin, in a .venv made before, would shadow it
+	$(BIN)/python -m pip uninstall -q -y hydra-optuna-sweeper 2>/dev/null || true
 	touch $(STAMP)
 
 train: install ## run the default experiment (the classic CIFAR-10 ConvNet)

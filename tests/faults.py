@@ -51,3 +51,20 @@ class Slow(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         time.sleep(self.seconds)
+
+
+class Rendezvous(Callback):
+    """Waits at the start of training until ``jobs`` runs have started in ``folder`` (at most
+    ``timeout`` seconds, then fails): jobs that complete ran side by side."""
+
+    def __init__(self, folder: str, jobs: int, timeout: float = 300) -> None:
+        self.folder, self.jobs, self.timeout = Path(folder), jobs, timeout
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"started-{os.getpid()}").touch()
+        deadline = time.monotonic() + self.timeout
+        while len(list(self.folder.glob("started-*"))) < self.jobs:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only one of {self.jobs} runs started within {self.timeout}s")
+            time.sleep(0.1)

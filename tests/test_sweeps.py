@@ -5,6 +5,7 @@ import json
 import struct
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from conftest import run_cli
@@ -16,8 +17,11 @@ from omegaconf import OmegaConf, open_dict
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
+from fmlab.record import write_json_atomic
 from fmlab.resolvers import tasks_per_node
-from fmlab.sweeps import prepare_job
+from fmlab.sweeps import finished_record, prepare_job
+from fmlab.train import optimized_value
+from hydra_plugins.fmlab_optuna_sweeper.trials import OUTCOME, open_storage
 
 RECORD_KEYS = {"status", "metrics", "optimized_metric", "checkpoints", "timing", "config"}
 
@@ -92,6 +96,8 @@ def test_grid_writes_every_job_and_resume_skips_them(synthetic_data, tmp_path):
 
 
 def test_optuna_search_returns_the_metric_and_resumes(synthetic_data, tmp_path):
+    """Three trials of the convnet search, each a job with its record; the same command again
+    continues the study from its storage (<sweep>/optuna.journal): all trials done, it runs none."""
     args = [
         "fmlab-train",
         "-m",
@@ -107,13 +113,75 @@ def test_optuna_search_returns_the_metric_and_resumes(synthetic_data, tmp_path):
     trials = records(sweep)
     assert len(trials) == 3 and all(r["optimized_metric"] == "val/acc" for r in trials.values())
     assert len({r["config"]["optimizer"]["lr"] for r in trials.values()}) == 3
+    assert [r["optuna"] for r in trials.values()] == [
+        {"study": "train_convnet", "trial": n, "pruned_epoch": None} for n in range(3)
+    ]
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert result["best_value"] == max(r["metrics"]["val/acc"] for r in trials.values())
+    assert result["trials"] == {"complete": 3}
+    best = trials[str(result["best_trial"]["number"])]
+    assert result["best_trial"]["job_dir"] == best["output_dir"]
 
-    # The sampler's seed is fixed: a resumed search proposes the same trials and skips them all.
-    proc = run_cli(*args, "resume_sweep=true", cwd=tmp_path)
-    assert (proc.stdout + proc.stderr).count("Skipping:") == 3 and records(sweep) == trials
+    stamps = {job: (sweep / job / "results.json").stat().st_mtime_ns for job in trials}
+    proc = run_cli(*args, cwd=tmp_path)
+    assert "3 of 3 trials ended" in proc.stdout and "Launching" not in proc.stdout
+    assert records(sweep) == trials
+    assert {job: (sweep / job / "results.json").stat().st_mtime_ns for job in trials} == stamps
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text()) == result
+
+
+def test_a_trial_made_to_be_bad_is_pruned_after_its_first_epoch(synthetic_data, tmp_path):
+    """The study already holds a trial at val/acc 0.9 every epoch; a trial that cannot learn
+    (lr=0) is stopped by the median pruner after epoch 0, its record says so, and the sweeper
+    tells Optuna it was pruned."""
+    storage = tmp_path / "study.journal"
+    study = optuna.create_study(
+        study_name="prune", storage=open_storage(str(storage)), direction="maximize"
+    )
+    study.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={0: 0.9, 1: 0.9}))
+    proc = run_cli(
+        "fmlab-train", "-m", "hparams_search=convnet_optuna", "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=prune",
+        "hydra.sweeper.pruner.n_startup_trials=1", "optimizer.lr=0.0", "sweep_id=prune",
+        "logger=csv", *tiny(synthetic_data), "trainer.max_epochs=3", cwd=tmp_path,
+    )  # fmt: skip
+    record = records(tmp_path / "logs" / "train" / "multiruns" / "prune")["1"]
+    assert record["status"] == "pruned" and record["optuna"]["pruned_epoch"] == 0
+    assert record["timing"]["train_steps"] == 4 and record["tested"] is None  # 1 of 3 epochs
+    trial = optuna.load_study(study_name="prune", storage=open_storage(str(storage))).trials[1]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.intermediate_values == {0: record["metrics"]["val/acc"]}
+    assert trial.user_attrs["output_dir"] == record["output_dir"]
+    assert trial.user_attrs[OUTCOME] == "pruned"  # kept, should the search die before telling
+    assert "pruned after epoch 0" in proc.stdout + proc.stderr
+
+
+def test_a_pruned_job_counts_as_finished_when_a_sweep_resumes(tmp_path, compose_cfg):
+    cfg = compose_cfg("train", ["resume_sweep=true"])
+    record = {"status": "pruned", "optimized_metric": "val/acc", "metrics": {}, "optuna": {}}
+    config = OmegaConf.to_container(cfg, resolve=True)
+    write_json_atomic(tmp_path / "results.json", {**record, "config": config})
+    assert finished_record(cfg)["status"] == "pruned"
+    with pytest.raises(optuna.TrialPruned):
+        optimized_value(finished_record(cfg))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optimizer.lrr=interval(0.01, 0.1)", "'optimizer.lrr' is not a key of the config"),
+        ("model=convnet,convnett", "model=convnett is not an option"),
+        ("hydra.sweeper.params=null", "the Optuna search has nothing to search"),
+    ],
+    ids=["key", "option", "empty"],
+)
+def test_a_misspelled_parameter_or_an_empty_space_is_one_clear_error(override, message, tmp_path):
+    """Refused before the study is created or any job runs, as one paragraph."""
+    args = ["fmlab-train", "-m", "hparams_search=convnet_optuna", override, "logger=none"]
+    proc = run_cli(*args, cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output
+    assert message in output and not (tmp_path / "logs").exists()
 
 
 def test_a_misspelled_optimized_metric_is_one_clear_error(synthetic_data, tmp_path):

@@ -5,8 +5,10 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_cli
 from test_sweeps import records, tiny
 
@@ -52,6 +54,27 @@ def test_parallel_launcher_gives_each_job_a_share_of_the_machine(synthetic_data,
     assert all(r["environment"]["hardware"]["torch_threads"] == threads for r in jobs.values())
     logs = "".join((sweep / job / "train.log").read_text() for job in jobs)
     assert "Parallel slot 0 of 2" in logs and "Parallel slot 1 of 2" in logs
+
+
+def test_optuna_trials_run_side_by_side_with_the_parallel_launcher(synthetic_data, tmp_path):
+    """hydra.sweeper.n_jobs=2: each batch of two trials goes to the parallel launcher at once;
+    each job waits at its first step until both have started, so they can only both complete
+    side by side."""
+    proc = run_cli(
+        "fmlab-train", "-m", "hparams_search=convnet_optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+        "sweep_id=par", "logger=csv", *tiny(synthetic_data),
+        "+callbacks.meet._target_=faults.Rendezvous", "+callbacks.meet.jobs=2",
+        f"+callbacks.meet.folder={tmp_path / 'met'}",
+        cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)},
+    )  # fmt: skip
+    assert (proc.stdout + proc.stderr).count("is launching 2 jobs") == 1
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "par"
+    jobs = records(sweep)
+    assert list(jobs) == ["0", "1"] and all(r["status"] == "complete" for r in jobs.values())
+    assert len(list((tmp_path / "met").glob("started-*"))) == 2  # two processes
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["trials"] == {"complete": 2}
 
 
 def slurm_up() -> bool:

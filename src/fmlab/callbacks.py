@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, RichModelSummary
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fmlab.errors import FmlabError
+from fmlab.errors import NonFiniteLoss
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class StopOnNonFinite(Callback):
         saved = sorted(self._root.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
         last_good = f"the last good checkpoint is {saved[-1]}" if saved else "none was saved"
         step = first_step + int(bad[0])
-        raise FmlabError(
+        raise NonFiniteLoss(
             f"the training loss became NaN or Inf at step {step}; training stopped "
             f"and {last_good} (nothing after the bad step was written). Lower optimizer.lr, clip "
             "gradients (+trainer.gradient_clip_val=1.0) or check the data, then continue from "

@@ -94,6 +94,9 @@ def cli(hydra_main: Callable, app: str):
     except (ConfigCompositionException, OverrideParseException) as err:
         print(f"{app}: error: {explain(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    except FmlabError as err:  # raised outside a job, e.g. by the Optuna sweeper
+        print(f"{app}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 

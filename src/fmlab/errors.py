@@ -3,3 +3,7 @@
 
 class FmlabError(Exception):
     """A problem the user can fix; its message names the bad value and the fix."""
+
+
+class NonFiniteLoss(FmlabError):
+    """The training loss became NaN or Inf (fmlab.callbacks.StopOnNonFinite)."""

@@ -12,6 +12,7 @@ Every extractor takes float images (B, 3, H, W) in [0, 1] and returns (B, num_fe
 import fcntl
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from fmlab import CONF_DIR
 from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
+from hydra_plugins.fmlab_optuna_sweeper import trials
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,9 @@ def _train_once(run_dir: Path, data_dir: str) -> Path:
         f"hydra.run.dir={run_dir}",
         "logger=csv",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # Not a trial of the Optuna search this job may be one of: the child reports to no study.
+    env = {k: v for k, v in os.environ.items() if k not in trials.ENV}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not ckpt.is_file():
         raise FmlabError(
             f"training the FID feature classifier failed (exit {proc.returncode}); command: "

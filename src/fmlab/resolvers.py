@@ -61,8 +61,12 @@ def in_multirun() -> bool:
 
 
 def sweep_group() -> str | None:
-    """The W&B group of a job: its sweep folder's name in a multirun, none in a single run."""
-    return Path(HydraConfig.get().sweep.dir).name if in_multirun() else None
+    """The W&B group of a job: in a multirun its Optuna study's name, else its sweep folder's
+    name; none in a single run."""
+    if not in_multirun():
+        return None
+    hydra = HydraConfig.get()
+    return hydra.sweeper.get("study_name") or Path(hydra.sweep.dir).name
 
 
 for _name, _fn in {

@@ -181,7 +181,8 @@ def _share_machine(n_jobs: int, slots: Path) -> None:
 
 
 def finished_record(cfg: DictConfig) -> dict | None:
-    """With resume_sweep=true: this job's complete results.json, if its config is this job's."""
+    """With resume_sweep=true: this job's finished results.json (complete, or pruned by an Optuna
+    search), if its config is this job's."""
     if not cfg.get("resume_sweep"):
         return None
     path = Path(cfg.paths.output_dir) / "results.json"
@@ -189,7 +190,7 @@ def finished_record(cfg: DictConfig) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None  # never finished (or its record was torn): run it
-    if record.get("status") != "complete":
+    if record.get("status") not in ("complete", "pruned"):
         return None
     new, old = _comparable(OmegaConf.to_container(cfg, resolve=True)), _comparable(record["config"])
     if new != old:

@@ -10,7 +10,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import checks, console, resume  # noqa: F401 (console: a quiet first screen)
+from fmlab import checks, console, resume, search  # noqa: F401 (console: a quiet first screen)
 from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
@@ -91,6 +91,8 @@ def train(cfg: DictConfig) -> dict:
         StopOnNonFinite(),
         Preemption(output_dir / "checkpoints"),
     ]
+    if pruning := search.pruning(cfg, output_dir):  # a trial of an Optuna search: may be pruned
+        callbacks.append(pruning)
     loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
     if not loggers:  # logger=none: Lightning refuses a learning-rate monitor with nowhere to write
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -122,7 +124,8 @@ def train(cfg: DictConfig) -> dict:
             "last": getattr(checkpoint, "last_model_path", None) or None,
         }
         tested = None
-        if cfg.get("test"):
+        pruned = pruning is not None and pruning.pruned_epoch is not None
+        if cfg.get("test") and not pruned:
             best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
             ckpt_path = best if datamodule.has_val and best else None  # None: the final weights
             tested = ckpt_path or "final weights"
@@ -130,10 +133,11 @@ def train(cfg: DictConfig) -> dict:
             metrics.update({k: float(v) for k, v in results[0].items()})
 
     record = {
-        "status": "complete",
+        "status": "pruned" if pruned else "complete",
         "task": cfg.task_name,
         "metrics": metrics,
-        "optimized_metric": cfg.get("optimized_metric"),
+        "optimized_metric": config.get("optimized_metric"),
+        "optuna": pruning.record() if pruning else None,  # study, trial number, pruned_epoch
         "tested": tested,
         "checkpoints": saved,
         "data": datamodule.record,
@@ -156,20 +160,26 @@ def train(cfg: DictConfig) -> dict:
     return record
 
 
-def optimized_value(record: dict) -> float | None:
-    """The metric a sweeper optimises; a name no run logs is an error, never a silent None."""
-    name = record["optimized_metric"]
-    if name is None:
+def optimized_value(record: dict) -> float | list[float] | None:
+    """The metric a sweeper optimises (a list of them for a multi-objective search); a name no
+    run logs is an error, never a silent None. A pruned run raises Optuna's TrialPruned."""
+    names = record["optimized_metric"]
+    if names is None:
         return None
-    if name not in record["metrics"]:
-        raise FmlabError(
-            f"optimized_metric={name!r} was not logged by this run; it logged "
-            f"{sorted(record['metrics'])}. Set optimized_metric to one of those."
-        )
-    return record["metrics"][name]
+    search.raise_if_pruned(record)
+    for name in [names] if isinstance(names, str) else names:
+        if name not in record["metrics"]:
+            raise FmlabError(
+                f"optimized_metric={name!r} was not logged by this run; it logged "
+                f"{sorted(record['metrics'])}. Set optimized_metric to one of those."
+            )
+    if isinstance(names, str):
+        return record["metrics"][names]
+    return [record["metrics"][name] for name in names]
 
 
-def run_job(cfg: DictConfig) -> float | None:
+def run_job(cfg: DictConfig) -> float | list[float] | None:
     """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it."""
     prepare_job(cfg)
-    return optimized_value(finished_record(cfg) or train(cfg))
+    with search.failing_trial():
+        return search.kept(optimized_value(finished_record(cfg) or train(cfg)))
