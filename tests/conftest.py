@@ -172,6 +172,8 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
     """Run an fmlab console script the way a user does, with this interpreter's environment."""
     script = Path(sys.executable).with_name(args[0])
     full_env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": str(cwd), **(env or {})}
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # added to, not replaced
+        full_env["PYTHONPATH"] = os.pathsep.join((env["PYTHONPATH"], os.environ["PYTHONPATH"]))
     proc = subprocess.run(
         [str(script), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
     )

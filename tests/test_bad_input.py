@@ -13,6 +13,10 @@ TESTS = Path(__file__).parent
 SMALL = ["data.val_size=40", "data.batch_size=20", "trainer.max_epochs=1", "logger=csv"]
 
 
+def NO_DATA(tmp: Path) -> list[str]:  # noqa: N802 (reads as the constant it stands in for)
+    return [f"paths.data_dir={tmp}/no-data", "data.download=false"]
+
+
 @pytest.fixture(scope="module")
 def finished(synthetic_data, tmp_path_factory) -> Path:
     """A small finished run: its results.json must survive every bad input below."""
@@ -158,6 +162,15 @@ CASES = {
             "optimizer.lr=0.5",
         ],
         ["holds a run with another config (optimizer.lr: 0.1 -> 0.5)", "choose another run_id"],
+    ),
+    # Refused before any data is read: the data folder named here does not even exist.
+    "negative learning rate": (
+        lambda t, d, f: ["fmlab-train", *NO_DATA(t), "optimizer.lr=-0.1"],
+        ["optimizer.lr=-0.1 is out of range: SGD takes lr > 0"],
+    ),
+    "batch of zero": (
+        lambda t, d, f: ["fmlab-train", *NO_DATA(t), "data.batch_size=0"],
+        ["data.batch_size=0 is out of range: CIFAR10DataModule takes batch_size ≥ 1"],
     ),
     "NaN loss": (
         lambda t, d, f: [

@@ -4,7 +4,8 @@ Three layers, none of which needs a schema per config group (each group's keys a
 constructor arguments, so the constructor's signature is the schema):
 - ``cli``: Hydra's composition errors (an unknown option of a group, a misspelled key, bad
   override syntax), explained with the valid choices and a "did you mean";
-- ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types);
+- ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types,
+  values outside the ranges declared in ``fmlab.constraints``);
 - ``job``: FmlabError, OmegaConf and instantiation errors inside the run become one log line.
 """
 
@@ -26,6 +27,7 @@ from hydra.errors import (
 from hydra.utils import get_object
 from omegaconf.errors import OmegaConfBaseException
 
+from fmlab import constraints
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,8 @@ def _one_line(err: Exception) -> str:
 
 
 def check_config(config: dict, where: str = "") -> None:
-    """Every ``_target_`` node's keys must be arguments of its target, of the annotated type."""
+    """Every ``_target_`` node's keys must be arguments of its target, of the annotated type and
+    within the declared range."""
     if not isinstance(config, dict):
         return
     if "_target_" in config:
@@ -154,6 +157,7 @@ def _check_node(node: dict, where: str) -> None:
     except (TypeError, ValueError):  # some builtins have no signature: nothing to check against
         return
     hints = _hints(target)
+    declared = constraints.declared(target)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     name = getattr(target, "__qualname__", str(target))
     for key, value in node.items():
@@ -175,16 +179,51 @@ def _check_node(node: dict, where: str) -> None:
                 f"{where}.{key}={value!r} has the wrong type: {name} takes {key} as "
                 f"{_type_name(hint)}. Write a value of that type{example}."
             )
+        limit = _annotated_range(hint) or declared.get(key)
+        if value is not None and limit is not None and not limit.allows(value):
+            each = "each of " if isinstance(value, list) else ""
+            raise FmlabError(
+                f"{where}.{key}={value!r} is out of range: {name} takes {each}{key} {limit}. "
+                "Change that value on the command line or in its conf/ file."
+            )
+    _check_relations(target, name, node, params, where)
+
+
+def _check_relations(target, name: str, node: dict, params, where: str) -> None:
+    for rule in constraints.relations(target):
+        values = [node.get(k, params[k].default if k in params else None) for k in rule.keys]
+        try:
+            holds = rule.holds(*values)
+        except TypeError:  # a null or non-number among them: nothing to relate
+            holds = True
+        if not holds:
+            given = [f"{where}.{k}={v!r}" for k, v in zip(rule.keys, values, strict=True)]
+            raise FmlabError(
+                f"{', '.join(given[:-1])} and {given[-1]} do not go together for {name}: "
+                f"{rule.says}. Change one of them on the command line or in its conf/ file."
+            )
+
+
+def _annotated_range(hint):
+    """The constraint of ``Annotated[type, Range(...)]``, also inside ``... | None``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return next((m for m in hint.__metadata__ if hasattr(m, "allows")), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_annotated_range, typing.get_args(hint))), None)
+    return None
 
 
 def _hints(target) -> dict:
     try:
-        return typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        function = target.__init__ if inspect.isclass(target) else target
+        return typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the raw annotations
         return {}
 
 
 def _type_name(hint) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        return _type_name(typing.get_args(hint)[0])
     return hint.__name__ if inspect.isclass(hint) else str(hint).replace("typing.", "")
 
 
@@ -195,6 +234,8 @@ def _accepts(hint, value, default) -> bool:
     if value is None:  # "not set": some are filled in by fmlab-train (e.g. a schedule's length)
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:  # the type, whatever constraint rides along
+        return _accepts(typing.get_args(hint)[0], value, default)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(h, value, default) for h in typing.get_args(hint))
     if origin is typing.Literal:

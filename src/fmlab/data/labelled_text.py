@@ -4,11 +4,13 @@ right to a (N, max_length) id tensor, served by the same batch-at-a-time loaders
 
 import hashlib
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from fmlab.constraints import AT_LEAST_ONE, FRACTION
 from fmlab.data.batches import BatchIndices, TensorBatches
 from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
@@ -45,11 +47,11 @@ class LabelledTextDataModule(L.LightningDataModule):
     def __init__(
         self,
         path: str,
-        max_length: int = 256,
-        batch_size: int = 32,
-        eval_batch_size: int = 256,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        max_length: Annotated[int, AT_LEAST_ONE] = 256,
+        batch_size: Annotated[int, AT_LEAST_ONE] = 32,
+        eval_batch_size: Annotated[int, AT_LEAST_ONE] = 256,
+        val_fraction: Annotated[float, FRACTION] = 0.1,
+        test_fraction: Annotated[float, FRACTION] = 0.1,
         split_seed: int = 0,
         seed: int = 0,
     ) -> None:

@@ -12,12 +12,14 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
 from fmlab.data.corpora import CORPORA, corpus_files, fetch
 from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
@@ -72,12 +74,12 @@ class TextDataModule(L.LightningDataModule):
         data_dir: str = "data",
         corpus: str = "tiny_shakespeare",
         tokenizer: str = "char",
-        bpe_vocab_size: int = 4096,
-        block_size: int = 256,
-        batch_size: int = 64,
-        eval_batch_size: int = 64,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
+        bpe_vocab_size: Annotated[int, Range(ge=256)] = 4096,  # the 256 bytes, then merges
+        block_size: Annotated[int, AT_LEAST_ONE] = 256,
+        batch_size: Annotated[int, AT_LEAST_ONE] = 64,
+        eval_batch_size: Annotated[int, AT_LEAST_ONE] = 64,
+        val_fraction: Annotated[float, FRACTION] = 0.1,
+        test_fraction: Annotated[float, FRACTION] = 0.0,
         seed: int = 0,
         cache_dir: str | None = None,
         download: bool = True,
@@ -85,11 +87,6 @@ class TextDataModule(L.LightningDataModule):
         super().__init__()
         if tokenizer not in ("char", "bpe"):
             raise FmlabError(f"data.tokenizer={tokenizer!r}: use char or bpe.")
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise FmlabError(
-                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must "
-                "be ≥ 0 and leave some text for training (sum < 1)."
-            )
         self.data_dir, self.corpus, self.tokenizer_kind = (
             Path(data_dir).expanduser(),
             corpus,
