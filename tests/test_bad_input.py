@@ -172,6 +172,16 @@ CASES = {
         lambda t, d, f: ["fmlab-train", *NO_DATA(t), "data.batch_size=0"],
         ["data.batch_size=0 is out of range: CIFAR10DataModule takes batch_size ≥ 1"],
     ),
+    "ddp_spawn (lightning-hydra-template's ddp_sim)": (
+        lambda t, d, f: [
+            "fmlab-train",
+            *NO_DATA(t),
+            "+trainer.strategy=ddp_spawn",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+        ],
+        ["trainer.strategy=ddp_spawn is not supported", "Use trainer=ddp_cpu"],
+    ),
     "NaN loss": (
         lambda t, d, f: [
             "fmlab-train",
