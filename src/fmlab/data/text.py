@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import lightning as L
 import numpy as np
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
-from fmlab.data.corpora import CORPORA, corpus_files, fetch
+from fmlab.data.corpora import CORPORA, corpus_files, fetch, read_text
 from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
@@ -83,6 +83,8 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         download: bool = True,
+        encoding: str = "utf-8",
+        encoding_errors: Literal["strict", "replace", "ignore"] = "strict",
     ) -> None:
         super().__init__()
         if tokenizer not in ("char", "bpe"):
@@ -96,6 +98,7 @@ class TextDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
         self.cache_dir, self.download = cache_dir, download
+        self.encoding, self.encoding_errors = encoding, encoding_errors
         self.tokenizer = None
         self._given_tokenizer: dict | None = None  # a checkpoint's, to encode other text with
         self.tokens: dict[str, torch.Tensor] = {}  # split -> (n,) int32
@@ -193,7 +196,11 @@ class TextDataModule(L.LightningDataModule):
             return
         fetch(self.corpus, self.data_dir, self.download)
         files = corpus_files(self.corpus, self.data_dir)
-        texts = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+        texts = {
+            name: read_text(path, "data.corpus", self.encoding, self.encoding_errors)
+            for name, path in files.items()
+        }
+        splits = self._split(texts, files)  # refuses an empty corpus or split by name
         digest = hashlib.sha256()
         for name in sorted(texts):
             digest.update(f"{name}:{hashlib.sha256(texts[name].encode()).hexdigest()};".encode())
@@ -213,7 +220,7 @@ class TextDataModule(L.LightningDataModule):
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         folder = self._cache_folder(files) / key
         if not (folder / "meta.json").is_file():
-            self._tokenize(self._split(texts), folder, settings)
+            self._tokenize(splits, folder, settings)
         meta = json.loads((folder / "meta.json").read_text())
         self.tokenizer = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
         for split in meta["splits"]:
@@ -222,14 +229,37 @@ class TextDataModule(L.LightningDataModule):
             self.tokens_per_char[split] = len(array) / meta["chars"][split]
         self.record = self._record(files, texts, corpus_hash, meta, folder)
 
-    def _split(self, texts: dict[str, str]) -> dict[str, str]:
+    def _split(self, texts: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
+        """Train, val and test text: the corpus's own split files, or cut by the fractions. A
+        split that is empty but should not be is refused, naming the file or the fraction."""
         if "train" in texts:  # the corpus's own split
+            for name, text in texts.items():
+                if not text:
+                    raise FmlabError(
+                        f"data.corpus file {files[name]} (the {name} split of {self.corpus!r}) is "
+                        "empty. Restore the file (delete the folder to download it again)."
+                    )
             return texts
         text = "".join(texts[k] for k in sorted(texts, key=lambda k: int(k.partition(":")[2] or 0)))
+        if not text:
+            where = ", ".join(str(p) for p in files.values())
+            raise FmlabError(
+                f"data.corpus={self.corpus!r} is empty ({where} holds no text): there is nothing "
+                "to train on. Point data.corpus at a text file or a folder of *.txt files."
+            )
         n = len(text)
         train_end = int(n * (1 - self.val_fraction - self.test_fraction))
         val_end = int(n * (1 - self.test_fraction))
         splits = {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
+        shares = {"train": 1 - self.val_fraction - self.test_fraction, "val": self.val_fraction}
+        for name, share in {**shares, "test": self.test_fraction}.items():
+            if share > 0 and not splits[name]:
+                fix = "lower data.val_fraction and data.test_fraction"
+                raise FmlabError(
+                    f"the {name} split of data.corpus={self.corpus!r} is empty: a share of "
+                    f"{share:g} of its {n:,} characters is less than one. Use a larger corpus, "
+                    f"or {fix if name == 'train' else f'raise data.{name}_fraction'}."
+                )
         return {k: v for k, v in splits.items() if v}
 
     def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> None:
@@ -287,6 +317,8 @@ class TextDataModule(L.LightningDataModule):
             "files": {k: str(p.resolve()) for k, p in files.items()},
             "official": official,
             "fingerprint": corpus_hash[:16],
+            "encoding": self.encoding,
+            "encoding_errors": self.encoding_errors,
             "tokenizer": self.tokenizer_kind,
             "vocab_size": self.tokenizer.vocab_size,
             "tokens": {k: len(v) for k, v in self.tokens.items()},
