@@ -2,7 +2,9 @@
 mid-epoch, each time re-run with the same command, ends exactly like an uninterrupted run."""
 
 import json
+import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,46 @@ def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_dat
     wandb_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     attempts = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(attempts) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in attempts)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.2 MB filesystem: room for two checkpoints of this run (0.5 MB each), not three."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)]
+    try:
+        proc = subprocess.run(mount, capture_output=True, text=True, timeout=30)
+    except OSError as err:
+        proc = subprocess.CompletedProcess(mount, 1, "", str(err))
+    if proc.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here (needs root): {proc.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True, timeout=30)
+
+
+def test_a_full_disk_stops_the_run_by_name_and_the_same_command_continues(
+    reference, synthetic_data, small_disk, tmp_path
+):
+    run_dir = small_disk / "run"
+    command = args(synthetic_data, run_dir, "logger=csv")
+    proc = run_cli(*command, cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    (message,) = [line for line in output.splitlines() if "[ERROR]" in line]
+    newest = max(run_dir.glob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    step = torch.load(newest, weights_only=True)["global_step"]
+    assert f"no space left on the disk of {run_dir / 'checkpoints'}: writing" in message
+    assert re.search(r"needs 5\d\d,\d\d\d bytes \(.*\) and [\d,]+ bytes .* are free", message)
+    assert f"The newest intact checkpoint is {newest} (step {step})" in message
+    assert "run the same command again to continue from it" in message
+    assert not (run_dir / "results.json").exists()
+
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True, timeout=30)
+    run_cli(*command, cwd=tmp_path)  # the same command, with room again
+    assert metrics(run_dir) == metrics(reference)
+    ours, theirs = weights(run_dir), weights(reference)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
 def test_a_complete_run_is_not_run_again(reference, synthetic_data, tmp_path):

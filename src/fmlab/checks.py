@@ -17,6 +17,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -27,7 +28,7 @@ from hydra.errors import (
 from hydra.utils import get_object
 from omegaconf.errors import OmegaConfBaseException
 
-from fmlab import constraints
+from fmlab import constraints, files
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,13 @@ def cli(hydra_main: Callable, app: str):
     except (ConfigCompositionException, OverrideParseException) as err:
         print(f"{app}: error: {explain(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    except OSError as err:  # Hydra writes .hydra/ and the log before the job: the disk is full
+        if (full := files.disk_full(err, Path.cwd())) is None:
+            raise
+        print(
+            f"{app}: error: {full} Free space there, then run the command again.", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
@@ -108,8 +116,13 @@ def job(run: Callable, cfg):
 
     try:
         return run(cfg)
-    except FmlabError as err:
-        log.error("%s", err)
+    except (FmlabError, OSError) as err:
+        if (full := files.disk_full(err, Path(cfg.paths.output_dir))) is not None:
+            _log_disk_full(full, cfg)
+        elif isinstance(err, FmlabError):
+            log.error("%s", err)
+        else:
+            raise
     except InstantiationException as err:
         log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
@@ -126,6 +139,14 @@ def job(run: Callable, cfg):
         )
         raise SystemExit(128 + 15) from None
     raise SystemExit(1)
+
+
+def _log_disk_full(full, cfg) -> None:
+    from fmlab.resume import after_disk_full  # it loads torch, which --help need not
+
+    # The log file may be on the full disk: a failed write to it must not print a traceback.
+    logging.raiseExceptions = False
+    log.error("%s", after_disk_full(full, cfg))
 
 
 def _one_line(err: Exception) -> str:
