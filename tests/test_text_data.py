@@ -150,6 +150,35 @@ def test_a_corpus_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
         corpus_module(tmp_path)
 
 
+def test_a_truncated_token_cache_is_rebuilt_through_fmlab_train(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus" / "input.txt", chars=3_000)
+    built = TextDataModule(str(tmp_path), str(corpus))  # the recipe's tokenizer and fractions
+    built.setup()
+    train = Path(built.record["cache"]) / "train.npy"
+    size = train.stat().st_size
+    train.write_bytes(train.read_bytes()[:100])  # numpy: "EOF: reading array header"
+    proc = run_cli(
+        "fmlab-train",
+        "experiment=gpt_shakespeare_char_cpu",
+        f"data.corpus={corpus}",
+        "data.block_size=16",
+        "model.n_layer=1",
+        "model.n_embd=32",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    warnings = [line for line in output.splitlines() if "failed its check" in line]
+    assert len(warnings) == 1 and "Traceback" not in output
+    assert f"token cache of {corpus} ({train.parent}) failed its check" in warnings[0]
+    assert "train.npy holds 100 bytes, its manifest says" in warnings[0]
+    assert train.stat().st_size == size and list(train.parent.parent.glob("*.corrupt-*"))
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
+
+
 def test_offline_missing_corpus_is_one_clear_error(tmp_path):
     proc = run_cli(
         "fmlab-train",

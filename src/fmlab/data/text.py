@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from fmlab import cache
 from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
 from fmlab.data.corpora import CORPORA, corpus_files, fetch, read_text
@@ -27,7 +28,7 @@ from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the cached format or the tokenisation changes
+CACHE_VERSION = 2  # bump when the cached format or the tokenisation changes (2: manifest.json)
 TINY_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
 
 
@@ -219,9 +220,11 @@ class TextDataModule(L.LightningDataModule):
             ).hexdigest()
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         folder = self._cache_folder(files) / key
-        if not (folder / "meta.json").is_file():
-            self._tokenize(splits, folder, settings)
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = cache.ensure(
+            folder,
+            lambda tmp: self._tokenize(splits, tmp, settings),
+            f"token cache of {self.corpus}",
+        )
         self.tokenizer = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
         for split in meta["splits"]:
             array = np.load(folder / f"{split}.npy")
@@ -262,7 +265,8 @@ class TextDataModule(L.LightningDataModule):
                 )
         return {k: v for k, v in splits.items() if v}
 
-    def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> None:
+    def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> dict:
+        """Writes the token cache into ``folder``; returns what its manifest records."""
         log.info("Tokenising %s (%s) into %s", self.corpus, self.tokenizer_kind, folder)
         if self._given_tokenizer is not None:
             tokenizer = tokenizer_from_dict(self._given_tokenizer)
@@ -271,18 +275,10 @@ class TextDataModule(L.LightningDataModule):
         else:
             tokenizer = BPETokenizer.train(splits["train"], self.bpe_vocab_size)
         dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
         for split, text in splits.items():
-            np.save(tmp / f"{split}.npy", tokenizer.encode(text).astype(dtype))
-        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
-        meta = {**settings, "splits": list(splits), "chars": {k: len(v) for k, v in splits.items()}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            tmp.rename(folder)  # atomic: a cache folder is complete or absent
-        except OSError:  # another process finished the same cache first
-            if not (folder / "meta.json").is_file():
-                raise
+            np.save(folder / f"{split}.npy", tokenizer.encode(text).astype(dtype))
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
+        return {**settings, "splits": list(splits), "chars": {k: len(v) for k, v in splits.items()}}
 
     def _cache_folder(self, files: dict[str, Path]) -> Path:
         """Beside the corpus, or ``cache_dir``; a read-only data folder falls back to the user's
