@@ -5,7 +5,7 @@ constructor arguments, so the constructor's signature is the schema):
 - ``cli``: Hydra's composition errors (an unknown option of a group, a misspelled key, bad
   override syntax), explained with the valid choices and a "did you mean";
 - ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types,
-  values outside the ranges declared in ``fmlab.constraints``);
+  values outside their declared range, arguments that do not go together: ``fmlab.constraints``);
 - ``job``: FmlabError, OmegaConf and instantiation errors inside the run become one log line.
 """
 
@@ -200,14 +200,19 @@ def _check_node(node: dict, where: str) -> None:
                 f"{where}.{key}={value!r} has the wrong type: {name} takes {key} as "
                 f"{_type_name(hint)}. Write a value of that type{example}."
             )
-        limit = _annotated_range(hint) or declared.get(key)
-        if value is not None and limit is not None and not limit.allows(value):
-            each = "each of " if isinstance(value, list) else ""
-            raise FmlabError(
-                f"{where}.{key}={value!r} is out of range: {name} takes {each}{key} {limit}. "
-                "Change that value on the command line or in its conf/ file."
-            )
+        _check_range(f"{where}.{key}", value, name, _annotated_range(hint) or declared.get(key))
     _check_relations(target, name, node, params, where)
+
+
+def _check_range(full_key: str, value, name: str, limit) -> None:
+    if value is None or limit is None or limit.allows(value):
+        return
+    key = full_key.rpartition(".")[2]
+    each = "each of " if isinstance(value, list) else ""
+    raise FmlabError(
+        f"{full_key}={value!r} is out of range: {name} takes {each}{key} {limit}. Change that "
+        "value on the command line or in its conf/ file."
+    )
 
 
 def _check_relations(target, name: str, node: dict, params, where: str) -> None:
