@@ -155,9 +155,9 @@ def test_a_full_disk_stops_the_run_by_name_and_the_same_command_continues(
 def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_as_if_alone(
     reference, synthetic_data, tmp_path
 ):
-    run_dir = tmp_path / "run"
-    slow = ["+callbacks.slow._target_=faults.Slow", "+callbacks.slow.seconds=0.1", "logger=csv"]
-    command, env = cli_command(*args(synthetic_data, run_dir, *slow), cwd=tmp_path, env=TESTS_ENV)
+    run_dir, go = tmp_path / "run", tmp_path / "go"
+    held = ["+callbacks.hold._target_=faults.WaitFor", f"+callbacks.hold.path={go}", "logger=csv"]
+    command, env = cli_command(*args(synthetic_data, run_dir, *held), cwd=tmp_path, env=TESTS_ENV)
     with open(tmp_path / "first.log", "w") as out:
         first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
         try:
@@ -169,6 +169,7 @@ def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_as_if_a
             # The same command again, as a re-launched sweep or a SLURM requeue would run it.
             second = run_cli(*command_args(command), cwd=tmp_path, env=TESTS_ENV, check=False)
         finally:
+            go.touch()  # the first run trains on
             assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
     output = second.stdout + second.stderr
     assert second.returncode == 1 and "Traceback" not in output, output[-3000:]
