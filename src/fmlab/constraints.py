@@ -12,10 +12,13 @@ fmlab's subclasses of Lightning's callbacks inherit them). ``RELATIONS`` holds t
 tie two arguments of one constructor together.
 """
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -271,12 +274,20 @@ RELATIONS: dict[str, list[Relation]] = {
 def _resolved() -> tuple[dict, dict]:
     """The tables keyed by the classes themselves: a config may name a class by any import path
     (lightning.Trainer, lightning.pytorch.Trainer, pytorch_lightning.Trainer...)."""
+    return _by_class(DECLARED), _by_class(RELATIONS)
+
+
+def _by_class(table: dict) -> dict:
+    """A class another version of its package lacks has no entry (and no config naming it)."""
     from hydra.utils import get_object
 
-    return (
-        {get_object(name): args for name, args in DECLARED.items()},
-        {get_object(name): rules for name, rules in RELATIONS.items()},
-    )
+    resolved = {}
+    for name, entry in table.items():
+        try:
+            resolved[get_object(name)] = entry
+        except Exception:  # Hydra raises ImportError or its own error
+            log.debug("No %s here: its value constraints are not checked", name)
+    return resolved
 
 
 def declared(target) -> dict[str, Range | CountOrShare]:
