@@ -168,12 +168,20 @@ def quiet_trainer(root=None, **kwargs) -> L.Trainer:
     )
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
-    """Run an fmlab console script the way a user does, with this interpreter's environment."""
+def cli_command(*args: str, cwd: Path, env: dict | None = None) -> tuple[list[str], dict]:
+    """The command line and environment of an fmlab console script, with this interpreter's."""
     script = Path(sys.executable).with_name(args[0])
     full_env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": str(cwd), **(env or {})}
+    if env and "PYTHONPATH" in env and os.environ.get("PYTHONPATH"):  # added to, not replaced
+        full_env["PYTHONPATH"] = os.pathsep.join((env["PYTHONPATH"], os.environ["PYTHONPATH"]))
+    return [str(script), *args[1:]], full_env
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True):
+    """Run an fmlab console script the way a user does, with this interpreter's environment."""
+    command, full_env = cli_command(*args, cwd=cwd, env=env)
     proc = subprocess.run(
-        [str(script), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+        command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -68,3 +68,16 @@ class Rendezvous(Callback):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only one of {self.jobs} runs started within {self.timeout}s")
             time.sleep(0.1)
+
+
+class WaitFor(Callback):
+    """Holds training at its start until the file ``path`` exists (at most ``timeout`` seconds),
+    so that a test can act while this run holds its folder."""
+
+    def __init__(self, path: str, timeout: float = 300) -> None:
+        self.path, self.timeout = Path(path), timeout
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)

@@ -13,6 +13,10 @@ TESTS = Path(__file__).parent
 SMALL = ["data.val_size=40", "data.batch_size=20", "trainer.max_epochs=1", "logger=csv"]
 
 
+def NO_DATA(tmp: Path) -> list[str]:  # noqa: N802 (reads as the constant it stands in for)
+    return [f"paths.data_dir={tmp}/no-data", "data.download=false"]
+
+
 @pytest.fixture(scope="module")
 def finished(synthetic_data, tmp_path_factory) -> Path:
     """A small finished run: its results.json must survive every bad input below."""
@@ -159,6 +163,25 @@ CASES = {
         ],
         ["holds a run with another config (optimizer.lr: 0.1 -> 0.5)", "choose another run_id"],
     ),
+    # Refused before any data is read: the data folder named here does not even exist.
+    "negative learning rate": (
+        lambda t, d, f: ["fmlab-train", *NO_DATA(t), "optimizer.lr=-0.1"],
+        ["optimizer.lr=-0.1 is out of range: SGD takes lr > 0"],
+    ),
+    "batch of zero": (
+        lambda t, d, f: ["fmlab-train", *NO_DATA(t), "data.batch_size=0"],
+        ["data.batch_size=0 is out of range: CIFAR10DataModule takes batch_size ≥ 1"],
+    ),
+    "ddp_spawn (lightning-hydra-template's ddp_sim)": (
+        lambda t, d, f: [
+            "fmlab-train",
+            *NO_DATA(t),
+            "+trainer.strategy=ddp_spawn",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+        ],
+        ["trainer.strategy=ddp_spawn is not supported", "Use trainer=ddp_cpu"],
+    ),
     "NaN loss": (
         lambda t, d, f: [
             "fmlab-train",
@@ -183,6 +206,14 @@ def truncated_copy(source: Path, path: Path) -> Path:
     return path
 
 
+def assert_one_clear_message(proc, fragments: list[str]) -> None:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for fragment in fragments:
+        assert fragment in output, output[-3000:]
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_clear_message(case, finished, synthetic_data, tmp_path):
     make_args, fragments = CASES[case]
@@ -192,12 +223,34 @@ def test_bad_input_is_one_clear_message(case, finished, synthetic_data, tmp_path
         args = [*SMALL, *args]  # the case's own values come last and win
     args = [app, *args, f"hydra.run.dir={tmp_path}/run"]
     proc = run_cli(*args, cwd=tmp_path, env={"PYTHONPATH": str(TESTS)}, check=False)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    for fragment in fragments:
-        assert fragment in output, output[-3000:]
+    assert_one_clear_message(proc, fragments)
     assert (finished / "results.json").read_bytes() == before
+
+
+# (corpus file contents, fragments the message must contain)
+TEXT_CASES = {
+    "corpus not UTF-8": (
+        "Caf\xe9 au lait\n".encode("latin-1") * 50,
+        ["corpus.txt is not valid utf-8: byte 0xe9 at offset 3 (line 1)", "data.encoding="],
+    ),
+    "empty corpus": (b"", ["corpus.txt' is empty", "nothing to train on"]),
+}
+
+
+@pytest.mark.parametrize("case", list(TEXT_CASES))
+def test_bad_text_data_is_one_clear_message(case, tmp_path):
+    contents, fragments = TEXT_CASES[case]
+    (tmp_path / "corpus.txt").write_bytes(contents)
+    proc = run_cli(
+        "fmlab-train",
+        "experiment=gpt_shakespeare_char_cpu",
+        f"data.corpus={tmp_path / 'corpus.txt'}",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert_one_clear_message(proc, fragments)
     if case == "NaN loss":  # the newest checkpoint is the last good one: before the bad step
         last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
         assert last["global_step"] == 2

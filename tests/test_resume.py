@@ -2,14 +2,20 @@
 mid-epoch, each time re-run with the same command, ends exactly like an uninterrupted run."""
 
 import json
+import re
 import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import cli_command, run_cli
 
 TESTS = Path(__file__).parent
+TESTS_ENV = {"PYTHONPATH": str(TESTS)}  # the faults of faults.py
 STEPS_PER_EPOCH = 20  # 160 training images at batch 8
 
 
@@ -104,6 +110,95 @@ def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_dat
     wandb_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     attempts = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(attempts) == 2 and all(p.name.endswith(f"-{wandb_id}") for p in attempts)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.2 MB filesystem: room for two checkpoints of this run (0.5 MB each), not three."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)]
+    try:
+        proc = subprocess.run(mount, capture_output=True, text=True, timeout=30)
+    except OSError as err:
+        proc = subprocess.CompletedProcess(mount, 1, "", str(err))
+    if proc.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here (needs root): {proc.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True, timeout=30)
+
+
+def test_a_full_disk_stops_the_run_by_name_and_the_same_command_continues(
+    reference, synthetic_data, small_disk, tmp_path
+):
+    run_dir = small_disk / "run"
+    command = args(synthetic_data, run_dir, "logger=csv")
+    proc = run_cli(*command, cwd=tmp_path, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output[-3000:]
+    (message,) = [line for line in output.splitlines() if "[ERROR]" in line]
+    newest = max(run_dir.glob("checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime)
+    step = torch.load(newest, weights_only=True)["global_step"]
+    assert f"no space left on the disk of {run_dir / 'checkpoints'}: writing" in message
+    assert re.search(r"needs 5\d\d,\d\d\d bytes \(.*\) and [\d,]+ bytes .* are free", message)
+    assert f"The newest intact checkpoint is {newest} (step {step})" in message
+    assert "run the same command again to continue from it" in message
+    assert not (run_dir / "results.json").exists()
+
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True, timeout=30)
+    run_cli(*command, cwd=tmp_path)  # the same command, with room again
+    assert metrics(run_dir) == metrics(reference)
+    ours, theirs = weights(run_dir), weights(reference)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_as_if_alone(
+    reference, synthetic_data, tmp_path
+):
+    run_dir, go = tmp_path / "run", tmp_path / "go"
+    held = ["+callbacks.hold._target_=faults.WaitFor", f"+callbacks.hold.path={go}", "logger=csv"]
+    command, env = cli_command(*args(synthetic_data, run_dir, *held), cwd=tmp_path, env=TESTS_ENV)
+    with open(tmp_path / "first.log", "w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+        try:
+            lock = run_dir / "run.lock"
+            deadline = time.monotonic() + 300
+            while not (lock.is_file() and lock.read_text()) and first.poll() is None:
+                assert time.monotonic() < deadline, "the first run never took its folder"
+                time.sleep(0.2)
+            # The same command again, as a re-launched sweep or a SLURM requeue would run it.
+            second = run_cli(*command_args(command), cwd=tmp_path, env=TESTS_ENV, check=False)
+        finally:
+            go.touch()  # the first run trains on
+            assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    output = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert f"the run folder {run_dir} is in use: pid {first.pid} on " in output
+    assert "Resuming" not in output and not (run_dir / "run.lock").read_text()
+    assert metrics(run_dir) == metrics(reference)
+    assert record(run_dir)["timing"]["train_steps"] == 3 * STEPS_PER_EPOCH
+    ours, theirs = weights(run_dir), weights(reference)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_the_lock_of_a_dead_process_is_taken_over(reference, synthetic_data, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    run_dir = reference  # complete: re-running it only takes the lock and finds its record
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "started": "yesterday",
+              "identity": "another boot:1", "command": "fmlab-train (killed with -9)"}  # fmt: skip
+    (run_dir / "run.lock").write_text(json.dumps(holder))
+    before = (run_dir / "results.json").read_bytes()
+    proc = run_cli(*args(synthetic_data, run_dir, "logger=csv"), cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert f"Took over the run folder {run_dir} from pid {int(dead.stdout)} on" in output
+    assert "This run is already complete" in output
+    assert (run_dir / "results.json").read_bytes() == before
+
+
+def command_args(command: list[str]) -> list[str]:
+    """run_cli's arguments for a command line from cli_command."""
+    return [Path(command[0]).name, *command[1:]]
 
 
 def test_a_complete_run_is_not_run_again(reference, synthetic_data, tmp_path):

@@ -7,8 +7,10 @@ import pytest
 import torch
 from conftest import run_cli, write_text_corpus
 
+from fmlab.data import corpora
 from fmlab.data.text import TextDataModule
 from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from fmlab.errors import FmlabError
 
 CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
 
@@ -57,8 +59,6 @@ def test_fraction_splits_and_a_missing_test_split(tmp_path):
     data = corpus_module(tmp_path, val_fraction=0.2, test_fraction=0.1)
     assert data.record["chars"] == {"train": 7_000, "val": 2_000, "test": 1_000}
     assert len(data.test_dataloader()) == 2  # 62 windows of 16, batches of 32
-    from fmlab.errors import FmlabError
-
     with pytest.raises(FmlabError, match="no test split"):
         corpus_module(tmp_path).test_dataloader()
 
@@ -111,6 +111,72 @@ def test_unwritable_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypat
     assert data.net_args["vocab_size"] > 10
     assert data.record["cache"].startswith(str(tmp_path / "home-cache" / "fmlab" / "tokens"))
     assert "Cannot write the token cache" in caplog.text
+
+
+def test_other_encodings_are_read_when_named(tmp_path):
+    path = tmp_path / "tinyshakespeare" / "input.txt"
+    path.parent.mkdir()
+    path.write_bytes("Caf\xe9 cr\xe8me, na\xefve.\n".encode("latin-1") * 100)
+    with pytest.raises(FmlabError, match=r"input.txt is not valid utf-8: byte 0xe9 at offset 3 "):
+        corpus_module(tmp_path, block_size=4)
+    latin = corpus_module(tmp_path, block_size=4, encoding="latin-1")
+    assert "é" in latin.tokenizer.chars and latin.record["encoding"] == "latin-1"
+    replaced = corpus_module(tmp_path, block_size=4, encoding_errors="replace")
+    assert "\ufffd" in replaced.tokenizer.chars
+    with pytest.raises(FmlabError, match="data.encoding='latin-9' is not an encoding"):
+        corpus_module(tmp_path, block_size=4, encoding="latin-9")
+
+
+def test_an_empty_split_is_named(tmp_path):
+    write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=300)
+    with pytest.raises(FmlabError, match="the train split .* is empty: a share of 0.002 of its"):
+        corpus_module(tmp_path, block_size=4, val_fraction=0.998)
+    with pytest.raises(FmlabError, match="the val split .* is empty: a share of 0.001 of its 300"):
+        corpus_module(tmp_path, block_size=4, val_fraction=0.001, test_fraction=0.105)
+
+
+def test_a_corpus_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    path = write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=3_000)
+    read = corpora._read_bytes
+
+    def read_while_another_process_appends(p: Path) -> bytes:
+        data = read(p)
+        with p.open("a") as f:  # the other process writes on while this one has read
+            f.write("MORE TEXT\n")
+        return data
+
+    monkeypatch.setattr(corpora, "_read_bytes", read_while_another_process_appends)
+    with pytest.raises(FmlabError, match=f"{path} changed while it was being read .3,000 bytes"):
+        corpus_module(tmp_path)
+
+
+def test_a_truncated_token_cache_is_rebuilt_through_fmlab_train(tmp_path):
+    corpus = write_text_corpus(tmp_path / "corpus" / "input.txt", chars=3_000)
+    built = TextDataModule(str(tmp_path), str(corpus))  # the recipe's tokenizer and fractions
+    built.setup()
+    train = Path(built.record["cache"]) / "train.npy"
+    size = train.stat().st_size
+    train.write_bytes(train.read_bytes()[:100])  # numpy: "EOF: reading array header"
+    proc = run_cli(
+        "fmlab-train",
+        "experiment=gpt_shakespeare_char_cpu",
+        f"data.corpus={corpus}",
+        "data.block_size=16",
+        "model.n_layer=1",
+        "model.n_embd=32",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    output = proc.stdout + proc.stderr
+    warnings = [line for line in output.splitlines() if "failed its check" in line]
+    assert len(warnings) == 1 and "Traceback" not in output
+    assert f"token cache of {corpus} ({train.parent}) failed its check" in warnings[0]
+    assert "train.npy holds 100 bytes, its manifest says" in warnings[0]
+    assert train.stat().st_size == size and list(train.parent.parent.glob("*.corrupt-*"))
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
 
 
 def test_offline_missing_corpus_is_one_clear_error(tmp_path):

@@ -1,6 +1,7 @@
 """Checkpoints are data: every one fmlab reads is loaded with ``weights_only=True`` first, and
 anything else (code, a truncated file, another network's weights) is refused by name."""
 
+import io
 import pickle
 import re
 import zipfile
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fmlab.errors import FmlabError
+from fmlab.files import write_atomic
 
 
 class CorruptCheckpoint(FmlabError):
@@ -80,14 +82,14 @@ def check_fits(task: torch.nn.Module, checkpoint: dict, key: str = "ckpt_path") 
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint beside its final name and renames it into place, so a run killed
-    while saving leaves the previous checkpoint, never a truncated one."""
+    """Serialises each checkpoint in memory (as Lightning does), then writes it beside its final
+    name and renames it into place: a run killed while saving leaves the previous checkpoint, never
+    a truncated one, and a checkpoint the disk cannot hold stops the run with ``DiskFull`` before
+    a byte of it is written."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, buffer.getbuffer())

@@ -4,7 +4,8 @@ Three layers, none of which needs a schema per config group (each group's keys a
 constructor arguments, so the constructor's signature is the schema):
 - ``cli``: Hydra's composition errors (an unknown option of a group, a misspelled key, bad
   override syntax), explained with the valid choices and a "did you mean";
-- ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types);
+- ``check_config``: every ``_target_`` node against its constructor (unknown keys, wrong types,
+  values outside their declared range, arguments that do not go together: ``fmlab.constraints``);
 - ``job``: FmlabError, OmegaConf and instantiation errors inside the run become one log line.
 """
 
@@ -16,6 +17,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -26,6 +28,7 @@ from hydra.errors import (
 from hydra.utils import get_object
 from omegaconf.errors import OmegaConfBaseException
 
+from fmlab import constraints, files
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,12 @@ def cli(hydra_main: Callable, app: str):
         raise SystemExit(EXIT_USAGE) from None
     except FmlabError as err:  # raised outside a job, e.g. by the Optuna sweeper
         print(f"{app}: error: {err}", file=sys.stderr)
+    except OSError as err:  # Hydra writes .hydra/ and the log before the job: the disk is full
+        if (full := files.disk_full(err, Path.cwd())) is None:
+            raise
+        print(
+            f"{app}: error: {full} Free space there, then run the command again.", file=sys.stderr
+        )
         raise SystemExit(1) from None
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -109,8 +118,13 @@ def job(run: Callable, cfg):
 
     try:
         return run(cfg)
-    except FmlabError as err:
-        log.error("%s", err)
+    except (FmlabError, OSError) as err:
+        if (full := files.disk_full(err, Path(cfg.paths.output_dir))) is not None:
+            _log_disk_full(full, cfg)
+        elif isinstance(err, FmlabError):
+            log.error("%s", err)
+        else:
+            raise
     except InstantiationException as err:
         log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
@@ -129,12 +143,21 @@ def job(run: Callable, cfg):
     raise SystemExit(1)
 
 
+def _log_disk_full(full, cfg) -> None:
+    from fmlab.resume import after_disk_full  # it loads torch, which --help need not
+
+    # The log file may be on the full disk: a failed write to it must not print a traceback.
+    logging.raiseExceptions = False
+    log.error("%s", after_disk_full(full, cfg))
+
+
 def _one_line(err: Exception) -> str:
     return " ".join(s.strip() for s in str(err).splitlines() if s.strip()).rstrip(".")
 
 
 def check_config(config: dict, where: str = "") -> None:
-    """Every ``_target_`` node's keys must be arguments of its target, of the annotated type."""
+    """Every ``_target_`` node's keys must be arguments of its target, of the annotated type and
+    within the declared range."""
     if not isinstance(config, dict):
         return
     if "_target_" in config:
@@ -157,6 +180,7 @@ def _check_node(node: dict, where: str) -> None:
     except (TypeError, ValueError):  # some builtins have no signature: nothing to check against
         return
     hints = _hints(target)
+    declared = constraints.declared(target)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     name = getattr(target, "__qualname__", str(target))
     for key, value in node.items():
@@ -178,16 +202,56 @@ def _check_node(node: dict, where: str) -> None:
                 f"{where}.{key}={value!r} has the wrong type: {name} takes {key} as "
                 f"{_type_name(hint)}. Write a value of that type{example}."
             )
+        _check_range(f"{where}.{key}", value, name, _annotated_range(hint) or declared.get(key))
+    _check_relations(target, name, node, params, where)
+
+
+def _check_range(full_key: str, value, name: str, limit) -> None:
+    if value is None or limit is None or limit.allows(value):
+        return
+    key = full_key.rpartition(".")[2]
+    each = "each of " if isinstance(value, list) else ""
+    raise FmlabError(
+        f"{full_key}={value!r} is out of range: {name} takes {each}{key} {limit}. Change that "
+        "value on the command line or in its conf/ file."
+    )
+
+
+def _check_relations(target, name: str, node: dict, params, where: str) -> None:
+    for rule in constraints.relations(target):
+        values = [node.get(k, params[k].default if k in params else None) for k in rule.keys]
+        try:
+            holds = rule.holds(*values)
+        except TypeError:  # a null or non-number among them: nothing to relate
+            holds = True
+        if not holds:
+            given = [f"{where}.{k}={v!r}" for k, v in zip(rule.keys, values, strict=True)]
+            raise FmlabError(
+                f"{', '.join(given[:-1])} and {given[-1]} do not go together for {name}: "
+                f"{rule.says}. Change one of them on the command line or in its conf/ file."
+            )
+
+
+def _annotated_range(hint):
+    """The constraint of ``Annotated[type, Range(...)]``, also inside ``... | None``."""
+    if typing.get_origin(hint) is typing.Annotated:
+        return next((m for m in hint.__metadata__ if hasattr(m, "allows")), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(filter(None, map(_annotated_range, typing.get_args(hint))), None)
+    return None
 
 
 def _hints(target) -> dict:
     try:
-        return typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        function = target.__init__ if inspect.isclass(target) else target
+        return typing.get_type_hints(function, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the raw annotations
         return {}
 
 
 def _type_name(hint) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        return _type_name(typing.get_args(hint)[0])
     return hint.__name__ if inspect.isclass(hint) else str(hint).replace("typing.", "")
 
 
@@ -198,6 +262,8 @@ def _accepts(hint, value, default) -> bool:
     if value is None:  # "not set": some are filled in by fmlab-train (e.g. a schedule's length)
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:  # the type, whatever constraint rides along
+        return _accepts(typing.get_args(hint)[0], value, default)
     if origin in (typing.Union, types.UnionType):
         return any(_accepts(h, value, default) for h in typing.get_args(hint))
     if origin is typing.Literal:

@@ -9,7 +9,6 @@ run record says which checkpoint (path and sha256) produced it.
 Every extractor takes float images (B, 3, H, W) in [0, 1] and returns (B, num_features).
 """
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -22,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from fmlab import CONF_DIR
+from fmlab import CONF_DIR, cache
 from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
 from hydra_plugins.fmlab_optuna_sweeper import trials
@@ -128,18 +127,16 @@ def recipe_key(data_fingerprint: str) -> str:
 
 def default_classifier(data_dir: str, data_fingerprint: str, cache_dir: str) -> Path:
     """The checkpoint of ``experiment=fid_convnet`` on this data, trained by fmlab-train once (in
-    a child process, so this run's random state and loggers are untouched) and then reused."""
-    run_dir = Path(cache_dir).expanduser() / f"{DEFAULT_RECIPE}-{recipe_key(data_fingerprint)}"
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the jobs of a sweep train it once, not once each
-        return _train_once(run_dir, data_dir)
+    a child process, so this run's random state and loggers are untouched) and then reused: a
+    cache (fmlab.cache) that the jobs of a sweep train once, not once each, and that is trained
+    again if its files fail their check."""
+    folder = Path(cache_dir).expanduser() / f"{DEFAULT_RECIPE}-{recipe_key(data_fingerprint)}"
+    cache.ensure(folder, lambda run_dir: _train(run_dir, data_dir), "FID feature classifier")
+    return folder / "checkpoints" / "last.ckpt"
 
 
-def _train_once(run_dir: Path, data_dir: str) -> Path:
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if (run_dir / "results.json").is_file() and ckpt.is_file():
-        return ckpt
+def _train(run_dir: Path, data_dir: str) -> dict:
+    """Trains the classifier into ``run_dir`` (continuing what an interrupted attempt left)."""
     log.info("FID features: training %s once into %s", DEFAULT_RECIPE, run_dir)
     cmd = [
         str(Path(sys.executable).with_name("fmlab-train")),
@@ -151,12 +148,12 @@ def _train_once(run_dir: Path, data_dir: str) -> Path:
     # Not a trial of the Optuna search this job may be one of: the child reports to no study.
     env = {k: v for k, v in os.environ.items() if k not in trials.ENV}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0 or not ckpt.is_file():
+    if proc.returncode != 0 or not (run_dir / "checkpoints" / "last.ckpt").is_file():
         raise FmlabError(
             f"training the FID feature classifier failed (exit {proc.returncode}); command: "
             f"{' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
         )
-    return ckpt
+    return {"recipe": DEFAULT_RECIPE, "data_dir": data_dir}
 
 
 def build_features(

@@ -1,15 +1,17 @@
 """The run record, results.json: what a run produced and everything that produced it."""
 
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from fmlab.files import write_atomic
 
 PACKAGES = (
     "fmlab",
@@ -26,18 +28,14 @@ PACKAGES = (
 
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write a temporary file beside ``path``, then rename: a crash leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def dump(f) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        json.dump(obj, text, indent=2, sort_keys=False, default=str)
+        text.flush()
+        text.detach()  # the file is write_atomic's to close
+
+    write_atomic(path, dump)
 
 
 def package_versions() -> dict[str, str | None]:

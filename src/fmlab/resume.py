@@ -12,10 +12,12 @@ import re
 import uuid
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from fmlab.checkpoints import CorruptCheckpoint, load_checkpoint
 from fmlab.errors import FmlabError
+from fmlab.files import DiskFull, size
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,50 @@ def finished_record(run_dir: Path, config: dict) -> dict | None:
     return None if config_changes(record.get("config", {}), config, VOLATILE) else record
 
 
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run folder's checkpoints, newest first."""
+    found = [*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def after_disk_full(full: DiskFull, cfg: DictConfig) -> str:
+    """The full-disk message of a job: what did not fit, the newest checkpoint that loads, and
+    the command that continues from it once there is room."""
+    run_dir = Path(cfg.paths.output_dir)
+    newest = None
+    for path in checkpoints(run_dir):
+        try:
+            newest = (path, load_checkpoint(path, key="checkpoint")["global_step"])
+            break
+        except FmlabError:
+            continue
+    needed = full.needed or (newest[0].stat().st_size if newest else None)
+    room = f"at least {size(needed)}" if needed else "space"
+    again = _same_command(cfg, run_dir)
+    if newest is None:
+        return f"{full} No checkpoint was saved yet. Free {room} there, then {again}."
+    return (
+        f"{full} The newest intact checkpoint is {newest[0]} (step {newest[1]}). Free {room} "
+        f"there (or move the run folder elsewhere), then {again} to continue from it."
+    )
+
+
+def _same_command(cfg: DictConfig, run_dir: Path) -> str:
+    """A timestamped run folder is not found again by the same command: name it."""
+    hydra = HydraConfig.get()
+    given = [*hydra.overrides.task, *hydra.overrides.hydra]
+    if cfg.get("run_id") or any(o.startswith(("hydra.run.dir=", "sweep_id=")) for o in given):
+        return "run the same command again"
+    return f"run the same command again with hydra.run.dir={run_dir}"
+
+
 def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | None:
     """The checkpoint this run continues from: ``ckpt_path`` if given, else (``resume=auto|must``)
     the newest readable one in ``run_dir``. Every candidate is checked as plain data first."""
     if cfg.get("ckpt_path"):
         load_checkpoint(cfg.ckpt_path)  # refuses code, corrupt files and non-fmlab files by name
         return str(Path(cfg.ckpt_path).expanduser())
-    found = [*run_dir.glob("checkpoints/*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
-    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    found = checkpoints(run_dir)
     if cfg.resume == "never":
         if found:
             raise FmlabError(

@@ -6,16 +6,19 @@ run's length. ``WarmupCosine`` is nanoGPT's schedule, in optimizer steps.
 """
 
 import math
+from typing import Annotated
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, PROBABILITY
+
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    warmup_steps: int = 0,
-    min_lr_ratio: float = 0.0,
+    total_steps: Annotated[int, AT_LEAST_ONE],
+    warmup_steps: Annotated[int, NON_NEGATIVE] = 0,
+    min_lr_ratio: Annotated[float, PROBABILITY] = 0.0,
 ) -> LambdaLR:
     """Linear warm-up from lr/warmup_steps to lr over ``warmup_steps``, then cosine decay to
     ``min_lr_ratio``·lr at ``total_steps`` (Goyal et al. 2017 warm-up; Loshchilov & Hutter 2017)."""
@@ -31,9 +34,9 @@ def warmup_cosine(
 
 def warmup_multistep(
     optimizer: torch.optim.Optimizer,
-    milestones: list[int],
-    gamma: float = 0.1,
-    warmup_steps: int = 0,
+    milestones: Annotated[list[int], NON_NEGATIVE],
+    gamma: Annotated[float, POSITIVE] = 0.1,
+    warmup_steps: Annotated[int, NON_NEGATIVE] = 0,
 ) -> LambdaLR:
     """Linear warm-up over ``warmup_steps``, then lr·gamma^k after the k-th milestone: the schedule
     of the long-tailed CIFAR papers (Cui et al. 2019; Cao et al. 2019, LDAM-DRW code)."""
@@ -52,9 +55,13 @@ class WarmupCosine:
     steps, cosine decay to ``min_lr`` at ``lr_decay_iters``, then ``min_lr``. A class, not a
     closure, so LambdaLR saves its (numeric) state in checkpoints."""
 
-    def __init__(self, lr: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> None:
-        if not 0 <= warmup_iters < lr_decay_iters:
-            raise ValueError("need 0 <= warmup_iters < lr_decay_iters")
+    def __init__(
+        self,
+        lr: Annotated[float, POSITIVE],
+        min_lr: Annotated[float, NON_NEGATIVE_FLOAT],
+        warmup_iters: Annotated[int, NON_NEGATIVE],
+        lr_decay_iters: Annotated[int, AT_LEAST_ONE],  # warmup_iters < lr_decay_iters: a relation
+    ) -> None:
         self.lr, self.min_lr = lr, min_lr
         self.warmup_iters, self.lr_decay_iters = warmup_iters, lr_decay_iters
 

@@ -42,6 +42,7 @@ def ranks_from_outside() -> int:
 def prepare_job(cfg: DictConfig) -> None:
     """Make this job safe to run where it runs; refuse what cannot be made safe."""
     hydra = HydraConfig.get()
+    _refuse_started_ranks(cfg.trainer.get("strategy"))
     if not in_multirun():
         _refuse_rank_folders(hydra)
     _check_slurm_tasks(cfg)
@@ -85,6 +86,27 @@ def _check_slurm_tasks(cfg: DictConfig) -> None:
         )
 
 
+def _refuse_started_ranks(strategy) -> None:
+    """Lightning's spawn/fork strategies start the ranks anew for `fit` and again for `test`:
+    the Timer and step count of the record are lost and CSVLogger's header breaks between the
+    two, after training (lightning-hydra-template's `ddp_sim`). `ddp` runs the same DDP by
+    re-running the command, which fmlab makes safe alone, under -m and under SLURM."""
+    start = strategy.get("start_method") if isinstance(strategy, DictConfig) else strategy
+    if start is not None and any(w in str(start) for w in ("spawn", "fork", "notebook")):
+        raise FmlabError(
+            f"trainer.strategy={_shown(strategy)} is not supported by fmlab-train: it starts the "
+            "DDP ranks again for testing and loses the run's record. Use trainer=ddp_cpu (CPU "
+            "processes) or trainer=ddp (every GPU), or trainer.strategy=ddp with "
+            "trainer.devices=N: the same DDP, its ranks started once by re-running the command."
+        )
+
+
+def _shown(strategy) -> str:
+    if isinstance(strategy, DictConfig):
+        return f"{strategy.get('_target_')}(start_method={strategy.start_method})"
+    return str(strategy)
+
+
 def _refuse_rank_folders(hydra) -> None:
     """srun/torchrun start each rank as its own run: each would resolve ${now} to its own folder."""
     raw_dir = OmegaConf.to_container(hydra.run, resolve=False)["dir"]
@@ -123,8 +145,7 @@ def _ddp_ranks_run_this_job(cfg: DictConfig) -> None:
     """Lightning's `ddp` starts ranks >= 1 by re-running sys.argv plus `hydra.run.dir=<run.dir>`.
     Under -m each would re-run the whole sweep (with Optuna, on other hyper-parameters): hand
     Lightning this job's overrides and folder instead, so that they join this job and only it.
-    (`ddp_spawn` avoids the re-run too, but it starts the ranks again for `test`, loses the
-    Timer and step count of the record, and breaks CSVLogger's header between fit and test.)"""
+    (`ddp_spawn` avoids the re-run too, but breaks the record: see _refuse_started_ranks.)"""
     strategy = cfg.trainer.get("strategy", "auto")
     if not in_multirun() or ranks_from_outside() > 1 or _num_devices(cfg.trainer) < 2:
         return

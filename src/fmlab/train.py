@@ -10,7 +10,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import checks, console, resume, search  # noqa: F401 (console: a quiet first screen)
+from fmlab import checks, console, resume, runlock, search  # noqa: F401 (console: quiet start)
 from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
@@ -179,7 +179,9 @@ def optimized_value(record: dict) -> float | list[float] | None:
 
 
 def run_job(cfg: DictConfig) -> float | list[float] | None:
-    """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it."""
+    """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it. Its run
+    folder is this process's alone while it runs (fmlab.runlock): nothing below reads or resumes
+    a folder another live process is writing."""
     prepare_job(cfg)
-    with search.failing_trial():
+    with runlock.held(Path(cfg.paths.output_dir)), search.failing_trial():
         return search.kept(optimized_value(finished_record(cfg) or train(cfg)))

@@ -4,12 +4,14 @@ import hashlib
 import logging
 import pickle
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
 from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
 from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
 from fmlab.data.imbalance import long_tailed_split
@@ -98,20 +100,20 @@ class CIFAR10DataModule(L.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_size: int = 5000,
+        batch_size: Annotated[int, AT_LEAST_ONE] = 128,
+        eval_batch_size: Annotated[int, AT_LEAST_ONE] = 1000,
+        val_size: Annotated[int, NON_NEGATIVE] = 5000,
         split_seed: int = 0,
         seed: int = 0,
         crop: bool = True,
-        crop_padding: int = 4,
+        crop_padding: Annotated[int, NON_NEGATIVE] = 4,
         flip: bool = True,
-        cutout: int = 0,
-        imbalance_ratio: float | None = None,
+        cutout: Annotated[int, NON_NEGATIVE] = 0,
+        imbalance_ratio: Annotated[float, Range(ge=1.0)] | None = None,
         sampling: str = "uniform",
         mean: tuple[float, float, float] = CIFAR10_MEAN,
-        std: tuple[float, float, float] = CIFAR10_STD,
-        num_workers: int = 0,
+        std: Annotated[tuple[float, float, float], POSITIVE] = CIFAR10_STD,
+        num_workers: Annotated[int, NON_NEGATIVE] = 0,
         pin_memory: bool = False,
         download: bool = True,
     ) -> None:

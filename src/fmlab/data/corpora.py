@@ -59,6 +59,49 @@ def corpus_files(corpus: str, data_dir: Path) -> dict[str, Path]:
     )
 
 
+ENCODING_ERRORS = ("strict", "replace", "ignore")  # what a byte the encoding cannot read becomes
+
+
+def read_text(path: Path, key: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """The text of ``path`` (the file, or one of the files, of config key ``key``). A file that
+    is not in ``encoding``, or that changes while it is read, is refused by name."""
+    before = path.stat()
+    data = _read_bytes(path)
+    after = path.stat()
+    if len(data) != after.st_size or _version(before) != _version(after):
+        raise FmlabError(
+            f"{key} file {path} changed while it was being read ({before.st_size:,} bytes when "
+            f"opened, {after.st_size:,} bytes after): something is still writing it. Run again "
+            "once it is complete."
+        )
+    try:
+        return data.decode(encoding, errors)
+    except LookupError:
+        raise FmlabError(
+            f"data.encoding={encoding!r} is not an encoding Python knows. Use one of "
+            "https://docs.python.org/3/library/codecs.html#standard-encodings, e.g. utf-8, "
+            "latin-1, cp1252 or utf-16."
+        ) from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise FmlabError(
+            f"{key} file {path} is not valid {encoding}: byte 0x{data[err.start]:02x} at offset "
+            f"{err.start:,} (line {line}) cannot be decoded ({err.reason}). If the file is in "
+            "another encoding, name it: data.encoding=latin-1 (or cp1252, utf-16, ...). To read "
+            f"it as {encoding} anyway, set data.encoding_errors=replace (unreadable bytes become "
+            "U+FFFD) or data.encoding_errors=ignore (they are dropped)."
+        ) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _version(stat) -> tuple:
+    """What changes when a file is written or replaced."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def fetch(corpus: str, data_dir: Path, download: bool) -> None:
     """Download a named corpus that is missing; offline, one message saying what to put where."""
     if corpus not in CORPORA:

@@ -4,21 +4,24 @@ right to a (N, max_length) id tensor, served by the same batch-at-a-time loaders
 
 import hashlib
 from pathlib import Path
+from typing import Annotated, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from fmlab.constraints import AT_LEAST_ONE, FRACTION
 from fmlab.data.batches import BatchIndices, TensorBatches
+from fmlab.data.corpora import read_text
 from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 
-def read_examples(path: Path) -> list[tuple[str, str]]:
+def read_examples(path: Path, encoding: str, errors: str) -> list[tuple[str, str]]:
     """(label, text) pairs from a ``label<TAB>text`` file or a folder of class folders."""
     if path.is_file():
         pairs = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_text(path, "data.path", encoding, errors).splitlines(), 1):
             if not line.strip():
                 continue
             label, tab, text = line.partition("\t")
@@ -28,7 +31,7 @@ def read_examples(path: Path) -> list[tuple[str, str]]:
         return pairs
     if path.is_dir():
         return [
-            (folder.name, file.read_text(encoding="utf-8"))
+            (folder.name, read_text(file, "data.path", encoding, errors))
             for folder in sorted(p for p in path.iterdir() if p.is_dir())
             for file in sorted(p for p in folder.iterdir() if p.is_file())
         ]
@@ -45,19 +48,22 @@ class LabelledTextDataModule(L.LightningDataModule):
     def __init__(
         self,
         path: str,
-        max_length: int = 256,
-        batch_size: int = 32,
-        eval_batch_size: int = 256,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        max_length: Annotated[int, AT_LEAST_ONE] = 256,
+        batch_size: Annotated[int, AT_LEAST_ONE] = 32,
+        eval_batch_size: Annotated[int, AT_LEAST_ONE] = 256,
+        val_fraction: Annotated[float, FRACTION] = 0.1,
+        test_fraction: Annotated[float, FRACTION] = 0.1,
         split_seed: int = 0,
         seed: int = 0,
+        encoding: str = "utf-8",
+        encoding_errors: Literal["strict", "replace", "ignore"] = "strict",
     ) -> None:
         super().__init__()
         self.path, self.max_length = Path(path).expanduser(), max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.seed = split_seed, seed
+        self.encoding, self.encoding_errors = encoding, encoding_errors
         self.tokenizer, self.classes, self.sets, self.record = None, [], {}, {}
         self._given: dict = {}  # a checkpoint's tokenizer and classes, to read other data with
 
@@ -103,7 +109,7 @@ class LabelledTextDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self.tokenizer is not None:
             return
-        pairs = read_examples(self.path)
+        pairs = read_examples(self.path, self.encoding, self.encoding_errors)
         self.classes = self._given.get("classes") or sorted({label for label, _ in pairs})
         if unknown := sorted({label for label, _ in pairs} - set(self.classes)):
             raise FmlabError(

@@ -12,20 +12,23 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from fmlab import cache
+from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
-from fmlab.data.corpora import CORPORA, corpus_files, fetch
+from fmlab.data.corpora import CORPORA, corpus_files, fetch, read_text
 from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the cached format or the tokenisation changes
+CACHE_VERSION = 2  # bump when the cached format or the tokenisation changes (2: manifest.json)
 TINY_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
 
 
@@ -72,24 +75,21 @@ class TextDataModule(L.LightningDataModule):
         data_dir: str = "data",
         corpus: str = "tiny_shakespeare",
         tokenizer: str = "char",
-        bpe_vocab_size: int = 4096,
-        block_size: int = 256,
-        batch_size: int = 64,
-        eval_batch_size: int = 64,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
+        bpe_vocab_size: Annotated[int, Range(ge=256)] = 4096,  # the 256 bytes, then merges
+        block_size: Annotated[int, AT_LEAST_ONE] = 256,
+        batch_size: Annotated[int, AT_LEAST_ONE] = 64,
+        eval_batch_size: Annotated[int, AT_LEAST_ONE] = 64,
+        val_fraction: Annotated[float, FRACTION] = 0.1,
+        test_fraction: Annotated[float, FRACTION] = 0.0,
         seed: int = 0,
         cache_dir: str | None = None,
         download: bool = True,
+        encoding: str = "utf-8",
+        encoding_errors: Literal["strict", "replace", "ignore"] = "strict",
     ) -> None:
         super().__init__()
         if tokenizer not in ("char", "bpe"):
             raise FmlabError(f"data.tokenizer={tokenizer!r}: use char or bpe.")
-        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-            raise FmlabError(
-                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must "
-                "be ≥ 0 and leave some text for training (sum < 1)."
-            )
         self.data_dir, self.corpus, self.tokenizer_kind = (
             Path(data_dir).expanduser(),
             corpus,
@@ -99,6 +99,7 @@ class TextDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
         self.cache_dir, self.download = cache_dir, download
+        self.encoding, self.encoding_errors = encoding, encoding_errors
         self.tokenizer = None
         self._given_tokenizer: dict | None = None  # a checkpoint's, to encode other text with
         self.tokens: dict[str, torch.Tensor] = {}  # split -> (n,) int32
@@ -196,7 +197,11 @@ class TextDataModule(L.LightningDataModule):
             return
         fetch(self.corpus, self.data_dir, self.download)
         files = corpus_files(self.corpus, self.data_dir)
-        texts = {name: path.read_text(encoding="utf-8") for name, path in files.items()}
+        texts = {
+            name: read_text(path, "data.corpus", self.encoding, self.encoding_errors)
+            for name, path in files.items()
+        }
+        splits = self._split(texts, files)  # refuses an empty corpus or split by name
         digest = hashlib.sha256()
         for name in sorted(texts):
             digest.update(f"{name}:{hashlib.sha256(texts[name].encode()).hexdigest()};".encode())
@@ -215,9 +220,11 @@ class TextDataModule(L.LightningDataModule):
             ).hexdigest()
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         folder = self._cache_folder(files) / key
-        if not (folder / "meta.json").is_file():
-            self._tokenize(self._split(texts), folder, settings)
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = cache.ensure(
+            folder,
+            lambda tmp: self._tokenize(splits, tmp, settings),
+            f"token cache of {self.corpus}",
+        )
         self.tokenizer = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
         for split in meta["splits"]:
             array = np.load(folder / f"{split}.npy")
@@ -225,17 +232,41 @@ class TextDataModule(L.LightningDataModule):
             self.tokens_per_char[split] = len(array) / meta["chars"][split]
         self.record = self._record(files, texts, corpus_hash, meta, folder)
 
-    def _split(self, texts: dict[str, str]) -> dict[str, str]:
+    def _split(self, texts: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
+        """Train, val and test text: the corpus's own split files, or cut by the fractions. A
+        split that is empty but should not be is refused, naming the file or the fraction."""
         if "train" in texts:  # the corpus's own split
+            for name, text in texts.items():
+                if not text:
+                    raise FmlabError(
+                        f"data.corpus file {files[name]} (the {name} split of {self.corpus!r}) is "
+                        "empty. Restore the file (delete the folder to download it again)."
+                    )
             return texts
         text = "".join(texts[k] for k in sorted(texts, key=lambda k: int(k.partition(":")[2] or 0)))
+        if not text:
+            where = ", ".join(str(p) for p in files.values())
+            raise FmlabError(
+                f"data.corpus={self.corpus!r} is empty ({where} holds no text): there is nothing "
+                "to train on. Point data.corpus at a text file or a folder of *.txt files."
+            )
         n = len(text)
         train_end = int(n * (1 - self.val_fraction - self.test_fraction))
         val_end = int(n * (1 - self.test_fraction))
         splits = {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
+        shares = {"train": 1 - self.val_fraction - self.test_fraction, "val": self.val_fraction}
+        for name, share in {**shares, "test": self.test_fraction}.items():
+            if share > 0 and not splits[name]:
+                fix = "lower data.val_fraction and data.test_fraction"
+                raise FmlabError(
+                    f"the {name} split of data.corpus={self.corpus!r} is empty: a share of "
+                    f"{share:g} of its {n:,} characters is less than one. Use a larger corpus, "
+                    f"or {fix if name == 'train' else f'raise data.{name}_fraction'}."
+                )
         return {k: v for k, v in splits.items() if v}
 
-    def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> None:
+    def _tokenize(self, splits: dict[str, str], folder: Path, settings: dict) -> dict:
+        """Writes the token cache into ``folder``; returns what its manifest records."""
         log.info("Tokenising %s (%s) into %s", self.corpus, self.tokenizer_kind, folder)
         if self._given_tokenizer is not None:
             tokenizer = tokenizer_from_dict(self._given_tokenizer)
@@ -244,18 +275,10 @@ class TextDataModule(L.LightningDataModule):
         else:
             tokenizer = BPETokenizer.train(splits["train"], self.bpe_vocab_size)
         dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
         for split, text in splits.items():
-            np.save(tmp / f"{split}.npy", tokenizer.encode(text).astype(dtype))
-        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
-        meta = {**settings, "splits": list(splits), "chars": {k: len(v) for k, v in splits.items()}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            tmp.rename(folder)  # atomic: a cache folder is complete or absent
-        except OSError:  # another process finished the same cache first
-            if not (folder / "meta.json").is_file():
-                raise
+            np.save(folder / f"{split}.npy", tokenizer.encode(text).astype(dtype))
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
+        return {**settings, "splits": list(splits), "chars": {k: len(v) for k, v in splits.items()}}
 
     def _cache_folder(self, files: dict[str, Path]) -> Path:
         """Beside the corpus, or ``cache_dir``; a read-only data folder falls back to the user's
@@ -290,6 +313,8 @@ class TextDataModule(L.LightningDataModule):
             "files": {k: str(p.resolve()) for k, p in files.items()},
             "official": official,
             "fingerprint": corpus_hash[:16],
+            "encoding": self.encoding,
+            "encoding_errors": self.encoding_errors,
             "tokenizer": self.tokenizer_kind,
             "vocab_size": self.tokenizer.vocab_size,
             "tokens": {k: len(v) for k, v in self.tokens.items()},

@@ -4,6 +4,7 @@ import inspect
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fmlab import losses
+from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
 from fmlab.tasks.base import Task
 from fmlab.transfer import head_name, in_head
@@ -41,15 +43,15 @@ class ImageClassifier(Task):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str | None = None,
-        label_smoothing: float = 0.0,
+        label_smoothing: Annotated[float, FRACTION] = 0.0,
         loss: str = "cross_entropy",
-        focal_gamma: float = 2.0,
+        focal_gamma: Annotated[float, NON_NEGATIVE_FLOAT] = 2.0,
         class_weights: str = "none",
-        class_weights_beta: float = 0.9999,
+        class_weights_beta: Annotated[float, FRACTION] = 0.9999,
         decay_norm_and_bias: bool = True,
-        l1: float = 0.0,
+        l1: Annotated[float, NON_NEGATIVE_FLOAT] = 0.0,
         freeze_backbone: bool = False,
-        head_lr: float | None = None,
+        head_lr: Annotated[float, POSITIVE] | None = None,
         class_metrics: bool = False,
     ) -> None:
         super().__init__()

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from lightning.pytorch.loggers import WandbLogger
@@ -11,6 +12,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.utils import save_image
 
+from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE_FLOAT, Range
 from fmlab.errors import FmlabError
 from fmlab.fid_features import build_features
 from fmlab.gan_losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
@@ -45,16 +47,16 @@ class GAN(Task):
         optimizer: OptimizerFactory,
         scheduler=None,
         loss: str = "bce",
-        d_steps: int = 1,
-        gp_weight: float = 10.0,
-        sample_every_n_steps: int = 500,
-        grid_size: int = 8,
+        d_steps: Annotated[int, AT_LEAST_ONE] = 1,
+        gp_weight: Annotated[float, NON_NEGATIVE_FLOAT] = 10.0,
+        sample_every_n_steps: Annotated[int, AT_LEAST_ONE] = 500,
+        grid_size: Annotated[int, AT_LEAST_ONE] = 8,
         noise_seed: int = 0,
-        fid_images: int = 10000,
+        fid_images: Annotated[int, AT_LEAST_ONE] = 10000,
         fid_features: str = "auto",
         inception_weights: str | None = None,
         fid_cache_dir: str = "cache/fid",
-        kid_subset_size: int = 1000,
+        kid_subset_size: Annotated[int, Range(ge=2)] = 1000,  # KID compares pairs
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
