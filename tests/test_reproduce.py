@@ -53,6 +53,7 @@ def reproduce(spec: Path, out: Path, data: Path, *extra: str, check=True):
     )
 
 
+@pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_reproduce_launches_the_runs_then_nothing(synthetic_data, tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(TINY_SPEC))

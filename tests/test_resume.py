@@ -78,6 +78,7 @@ def test_same_config_and_seed_give_identical_metrics(reference, synthetic_data, 
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_stopped_crashed_and_killed_run_resumes_exactly(reference, synthetic_data, tmp_path):
     run_dir = tmp_path / "run"
     faults = [*fault("crash", "RaiseAt", 30), *fault("kill", "KillAt", 47)]
@@ -128,6 +129,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True, timeout=30)
 
 
+@pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_a_full_disk_stops_the_run_by_name_and_the_same_command_continues(
     reference, synthetic_data, small_disk, tmp_path
 ):
@@ -152,6 +154,7 @@ def test_a_full_disk_stops_the_run_by_name_and_the_same_command_continues(
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
+@pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_as_if_alone(
     reference, synthetic_data, tmp_path
 ):

@@ -2,7 +2,6 @@
 launcher configs (the SLURM, DDP and parallel runs are in test_sweeps_scale.py)."""
 
 import json
-import struct
 from pathlib import Path
 
 import optuna
@@ -14,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
+from wandb_files import wandb_records
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
@@ -42,27 +42,11 @@ def records(sweep: Path) -> dict[str, dict]:
 
 
 def wandb_runs(path: Path) -> list:
-    """The run records (protobuf) of a W&B 0.31 offline `.wandb` file: a 7-byte header, then
-    leveldb-log chunks (crc32, length, type) in 32 KiB blocks."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    buf, pos, chunk, runs = path.read_bytes(), 7, b"", []
-    while pos + 7 <= len(buf):
-        if (left := 32768 - pos % 32768) < 7:
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", buf[pos : pos + 7])
-        chunk += buf[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last chunk of one
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            if record.WhichOneof("record_type") == "run":
-                runs.append(record.run)
-            chunk = b""
-    return runs
+    """The run records of a W&B offline `.wandb` file."""
+    return [r.run for r in wandb_records(path) if r.WhichOneof("record_type") == "run"]
 
 
+@pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_grid_writes_every_job_and_resume_skips_them(synthetic_data, tmp_path):
     """sweep=augmentation is a 4-job grid; each job is its own W&B run in the sweep's group; the
     same command with resume_sweep=true trains nothing and leaves every record untouched."""
@@ -132,7 +116,7 @@ def test_optuna_search_returns_the_metric_and_resumes(synthetic_data, tmp_path):
 
 def test_a_trial_made_to_be_bad_is_pruned_after_its_first_epoch(synthetic_data, tmp_path):
     """The study already holds a trial at val/acc 0.9 every epoch; a trial that cannot learn
-    (lr=0) is stopped by the median pruner after epoch 0, its record says so, and the sweeper
+    (lr=1e-9) is stopped by the median pruner after epoch 0, its record says so, and the sweeper
     tells Optuna it was pruned."""
     storage = tmp_path / "study.journal"
     study = optuna.create_study(
@@ -142,7 +126,7 @@ def test_a_trial_made_to_be_bad_is_pruned_after_its_first_epoch(synthetic_data, 
     proc = run_cli(
         "fmlab-train", "-m", "hparams_search=convnet_optuna", "hydra.sweeper.n_trials=2",
         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=prune",
-        "hydra.sweeper.pruner.n_startup_trials=1", "optimizer.lr=0.0", "sweep_id=prune",
+        "hydra.sweeper.pruner.n_startup_trials=1", "optimizer.lr=1e-9", "sweep_id=prune",
         "logger=csv", *tiny(synthetic_data), "trainer.max_epochs=3", cwd=tmp_path,
     )  # fmt: skip
     record = records(tmp_path / "logs" / "train" / "multiruns" / "prune")["1"]

@@ -99,6 +99,7 @@ def cli(hydra_main: Callable, app: str):
         raise SystemExit(EXIT_USAGE) from None
     except FmlabError as err:  # raised outside a job, e.g. by the Optuna sweeper
         print(f"{app}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except OSError as err:  # Hydra writes .hydra/ and the log before the job: the disk is full
         if (full := files.disk_full(err, Path.cwd())) is None:
             raise
