@@ -51,6 +51,26 @@ def job_state(job_id: str) -> str:
     return slurm("squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T").strip()
 
 
+def finished(job_id: str, tmp_path: Path, run_dir: Path) -> bool:
+    """Whether the job completed; a job that ended otherwise fails the test at once, with its
+    output. SLURM holds a requeued job back for 120 s (Reason=BeginTime): each poll releases it,
+    as the hold can be set after the first PENDING is seen."""
+    state = job_state(job_id)
+    if state == "PENDING":
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                       capture_output=True, timeout=60)  # fmt: skip
+    elif state not in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "COMPLETED"):
+        output = "".join(p.read_text() for p in sorted(tmp_path.glob("slurm-*.out")))
+        log = run_dir / "train.log"
+        raise AssertionError(
+            f"job {job_id} ended {state}:\n"
+            + slurm("scontrol", "show", "job", job_id)
+            + output[-4000:]
+            + (log.read_text()[-4000:] if log.exists() else "")
+        )
+    return state == "COMPLETED"
+
+
 def test_preempted_job_saves_requeues_and_finishes_from_its_checkpoint(
     cluster, synthetic_data, tmp_path
 ):
@@ -78,10 +98,8 @@ srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \
         slurm("scancel", "--signal=USR1", job_id)
         log = run_dir / "train.log"
         wait_for(lambda: "Pre-emption signal" in log.read_text(), 60, "the pre-emption checkpoint")
-        # SLURM holds a requeued job back for 120 s (Reason=BeginTime); release it at once.
         wait_for(lambda: job_state(job_id) == "PENDING", 60, "the requeue")
-        slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-        wait_for(lambda: job_state(job_id) == "COMPLETED", 400, "the requeued job to finish")
+        wait_for(lambda: finished(job_id, tmp_path, run_dir), 400, "the requeued job to finish")
     finally:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
 
