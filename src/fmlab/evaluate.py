@@ -45,6 +45,8 @@ def evaluate(cfg: DictConfig) -> dict:
     overrides = OmegaConf.to_container(cfg.data)
     train_cfg.data.data_dir = cfg.paths.data_dir  # this machine's data, not the training machine's
     train_cfg.data = eval_data_config(train_cfg.data, overrides)
+    if "max_eval_windows" in train_cfg.data and "max_eval_windows" not in overrides:
+        train_cfg.data.max_eval_windows = None  # the whole split; a subset served validation
 
     datamodule = instantiate(train_cfg.data)
     # The data's own state (a text tokenizer, a classifier's classes) before it loads anything:
