@@ -1,6 +1,8 @@
 """Where text corpora live, how they are split, and how they are fetched when missing."""
 
+import codecs
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,28 +71,78 @@ def read_text(path: Path, key: str, encoding: str = "utf-8", errors: str = "stri
     data = _read_bytes(path)
     after = path.stat()
     if len(data) != after.st_size or _version(before) != _version(after):
-        raise FmlabError(
-            f"{key} file {path} changed while it was being read ({before.st_size:,} bytes when "
-            f"opened, {after.st_size:,} bytes after): something is still writing it. Run again "
-            "once it is complete."
-        )
+        raise FmlabError(_changed(path, key, before, after))
     try:
         return data.decode(encoding, errors)
     except LookupError:
-        raise FmlabError(
-            f"data.encoding={encoding!r} is not an encoding Python knows. Use one of "
-            "https://docs.python.org/3/library/codecs.html#standard-encodings, e.g. utf-8, "
-            "latin-1, cp1252 or utf-16."
-        ) from None
+        raise FmlabError(_unknown_encoding(encoding)) from None
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise FmlabError(
-            f"{key} file {path} is not valid {encoding}: byte 0x{data[err.start]:02x} at offset "
-            f"{err.start:,} (line {line}) cannot be decoded ({err.reason}). If the file is in "
-            "another encoding, name it: data.encoding=latin-1 (or cp1252, utf-16, ...). To read "
-            f"it as {encoding} anyway, set data.encoding_errors=replace (unreadable bytes become "
-            "U+FFFD) or data.encoding_errors=ignore (they are dropped)."
+            _not_decodable(path, key, encoding, data[err.start], err.start, line, err.reason)
         ) from None
+
+
+def read_pieces(
+    path: Path, key: str, encoding: str = "utf-8", errors: str = "strict", size: int = 1 << 22
+) -> Iterator[str]:
+    """The text of ``path`` as read_text gives it, in pieces of whole lines of about ``size``
+    bytes (a line longer than four pieces is cut), decoded as it is read: memory stays flat
+    whatever the file's size. The same errors as read_text, raised when the reading reaches them."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors)
+    except LookupError:
+        raise FmlabError(_unknown_encoding(encoding)) from None
+    before = path.stat()
+    offset, lines, rest = 0, 0, ""
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(size)
+            pending = decoder.getstate()[0]  # bytes of a character cut by the last read
+            try:
+                text = rest + decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:
+                at = offset - len(pending) + err.start
+                line = lines + err.object.count(b"\n", 0, err.start) + 1
+                raise FmlabError(
+                    _not_decodable(path, key, encoding, err.object[err.start], at, line, err.reason)
+                ) from None
+            offset, lines = offset + len(data), lines + data.count(b"\n")
+            cut = len(text) if not data or len(text) > 4 * size else text.rfind("\n") + 1
+            if cut:
+                yield text[:cut]
+            rest = text[cut:]
+            if not data:
+                break
+    after = path.stat()
+    if offset != after.st_size or _version(before) != _version(after):
+        raise FmlabError(_changed(path, key, before, after))
+
+
+def _changed(path: Path, key: str, before, after) -> str:
+    return (
+        f"{key} file {path} changed while it was being read ({before.st_size:,} bytes when "
+        f"opened, {after.st_size:,} bytes after): something is still writing it. Run again "
+        "once it is complete."
+    )
+
+
+def _unknown_encoding(encoding: str) -> str:
+    return (
+        f"data.encoding={encoding!r} is not an encoding Python knows. Use one of "
+        "https://docs.python.org/3/library/codecs.html#standard-encodings, e.g. utf-8, "
+        "latin-1, cp1252 or utf-16."
+    )
+
+
+def _not_decodable(path, key, encoding, byte: int, offset: int, line: int, reason: str) -> str:
+    return (
+        f"{key} file {path} is not valid {encoding}: byte 0x{byte:02x} at offset "
+        f"{offset:,} (line {line}) cannot be decoded ({reason}). If the file is in "
+        "another encoding, name it: data.encoding=latin-1 (or cp1252, utf-16, ...). To read "
+        f"it as {encoding} anyway, set data.encoding_errors=replace (unreadable bytes become "
+        "U+FFFD) or data.encoding_errors=ignore (they are dropped)."
+    )
 
 
 def _read_bytes(path: Path) -> bytes:

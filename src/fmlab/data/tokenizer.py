@@ -9,27 +9,35 @@ import numpy as np
 UNKNOWN = "\ufffd"  # what an unknown character decodes to (U+FFFD, the replacement character)
 
 
+EOT = "<|endoftext|>"  # GPT-2's end-of-text token: separates the documents of a corpus
+
+
 class CharTokenizer:
-    """One id per Unicode character of the training text, plus one last id for characters the
-    training text never showed (they decode to U+FFFD)."""
+    """One id per Unicode character of the training text, plus one id for characters the training
+    text never showed (they decode to U+FFFD), plus, for corpora of many documents, an end-of-text
+    id after the unknown one (it decodes to ``<|endoftext|>``)."""
 
     kind = "char"
 
-    def __init__(self, chars: str) -> None:
-        self.chars = chars
+    def __init__(self, chars: str, eot: bool = False) -> None:
+        self.chars, self.eot = chars, eot
         self.codes = np.array([ord(c) for c in chars], dtype=np.uint32)  # sorted code points
         if len(self.codes) and np.any(np.diff(self.codes.astype(np.int64)) <= 0):
             raise ValueError("chars must be sorted and unique")
         self.unknown_id = len(chars)
-        self._table = np.array([*chars, UNKNOWN])
+        self._table = np.array([*chars, UNKNOWN, *([EOT] if eot else [])])
 
     @classmethod
-    def train(cls, text: str) -> "CharTokenizer":
-        return cls("".join(sorted(set(text))))
+    def train(cls, text: str, eot: bool = False) -> "CharTokenizer":
+        return cls("".join(sorted(set(text))), eot)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars) + 1
+        return len(self.chars) + 1 + self.eot
+
+    @property
+    def eot_id(self) -> int | None:
+        return self.unknown_id + 1 if self.eot else None
 
     def encode(self, text: str) -> np.ndarray:
         # Vectorised over code points: a 100 MB corpus encodes in seconds, not minutes.
@@ -39,11 +47,17 @@ class CharTokenizer:
         known = self.codes[ids] == codes if len(self.codes) else np.zeros(len(codes), bool)
         return np.where(known, ids, self.unknown_id).astype(np.int64)
 
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        # One id per character: encode the texts as one and cut the ids at their lengths.
+        ids = self.encode("".join(texts))
+        return np.split(ids, np.cumsum([len(t) for t in texts[:-1]]).astype(np.int64))
+
     def decode(self, ids) -> str:
         return "".join(self._table[np.asarray(ids, dtype=np.int64)])
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "chars": self.chars}
+        # "eot" only when set: the dicts of older checkpoints ({"kind", "chars"}) stay equal.
+        return {"kind": self.kind, "chars": self.chars, **({"eot": True} if self.eot else {})}
 
 
 class BPETokenizer:
@@ -55,12 +69,20 @@ class BPETokenizer:
         self.tokenizer = tokenizer
 
     @classmethod
-    def train(cls, text: str, vocab_size: int, min_frequency: int = 2) -> "BPETokenizer":
+    def train(
+        cls, text, vocab_size: int, min_frequency: int = 2, eot: bool = False
+    ) -> "BPETokenizer":
+        """From a text, or an iterator of texts (streamed: a corpus need not fit in memory)."""
         from tokenizers import ByteLevelBPETokenizer
 
         tokenizer = ByteLevelBPETokenizer()
+        texts = _chunks(text) if isinstance(text, str) else (c for t in text for c in _chunks(t))
         tokenizer.train_from_iterator(
-            _chunks(text), vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False
+            texts,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            show_progress=False,
+            special_tokens=[EOT] if eot else [],  # id 0 when present
         )
         return cls(tokenizer)
 
@@ -68,11 +90,22 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
+    @property
+    def eot_id(self) -> int | None:
+        return self.tokenizer.token_to_id(EOT)
+
     def encode(self, text: str) -> np.ndarray:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         # Encoded in chunks of whole lines (in parallel by the library); no token spans two chunks.
-        encodings = self.tokenizer.encode_batch(list(_chunks(text)))
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        return np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        chunks = [list(_chunks(t)) for t in texts]
+        encodings = iter(self.tokenizer.encode_batch([c for cs in chunks for c in cs]))
+        out = []
+        for cs in chunks:
+            ids = [np.asarray(next(encodings).ids, dtype=np.int64) for _ in cs]
+            out.append(np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64))
+        return out
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode([int(i) for i in ids])
@@ -90,9 +123,13 @@ def _chunks(text: str, lines: int = 1000):
 
 def tokenizer_from_dict(data: dict):
     if data["kind"] == "char":
-        return CharTokenizer(data["chars"])
+        return CharTokenizer(data["chars"], data.get("eot", False))
     if data["kind"] == "bpe":
         from tokenizers import Tokenizer
 
         return BPETokenizer(Tokenizer.from_str(data["json"]))
+    if data["kind"] == "tiktoken":
+        from fmlab.data.gpt2_bpe import TiktokenTokenizer
+
+        return TiktokenTokenizer.from_dict(data)
     raise ValueError(f"unknown tokenizer kind {data['kind']!r}")
