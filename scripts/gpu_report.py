@@ -6,8 +6,8 @@ Reads only the parts' entries: each has status, seconds and note, plus the run's
 
 import time
 
-# Dense bf16 tensor-core peak of one GPU, FLOP/s (NVIDIA's data sheets; H200 = H100 SXM).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
+from fmlab.flops import PEAK_BF16_FLOPS, peak_flops
+
 AIRBENCH94_A100 = {"eager": 3.83, "compiled": 3.09}  # seconds to 94.01% (Jordan 2024)
 NANOGPT_VAL_LOSS = 1.4697  # shakespeare-char, 5000 iterations, about 3 minutes on an A100
 
@@ -102,7 +102,7 @@ def gpt_params(record: dict) -> int:
 
 def gpt_mfu(record: dict, gpu: str, seconds_per_iter: float):
     """nanoGPT's estimate_mfu: 6N + 12·L·H·Q·T FLOPs per token, over the GPU's bf16 peak."""
-    peak = next((flops for name, flops in PEAK_BF16_FLOPS.items() if name in gpu), None)
+    peak = peak_flops(gpu)
     if peak is None:
         return None
     model, data = record["config"]["model"], record["config"]["data"]
@@ -137,7 +137,7 @@ def gpt_section(part: dict, gpu: str) -> str:
         f"nanoGPT: val loss {NANOGPT_VAL_LOSS} after 5000 iterations, about 3 minutes on an A100. "
         "ms/iter here includes the validation every 250 steps and checkpointing; MFU as nanoGPT's "
         "estimate_mfu, over the GPU's dense bf16 peak "
-        f"({', '.join(f'{k} {v / 1e12:.0f}' for k, v in PEAK_BF16_FLOPS.items())} TFLOP/s)."
+        f"({', '.join(f'{k} {v / 1e12:.0f}' for k, v in PEAK_BF16_FLOPS)} TFLOP/s)."
     )
     return "## 2. gpt_shakespeare_char against nanoGPT\n\n" + table(header, [row]) + "\n\n" + note
 

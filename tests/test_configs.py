@@ -100,3 +100,20 @@ def test_a_net_that_needs_what_the_data_does_not_offer_is_refused(compose_cfg):
     cfg = compose_cfg()
     with pytest.raises(FmlabError, match=r"needs \['num_classes'\].*provides \['vocab_size'\]"):
         build_net(cfg.model, TextData())
+
+
+def test_gpt2_owt_is_nanogpts_train_gpt2(compose_cfg):
+    """nanoGPT's config/train_gpt2.py: its model, ~0.5M tokens a step, validation every 1000
+    optimizer steps whatever the accumulation (Lightning counts val_check_interval in batches)."""
+    import torch
+
+    cfg = compose_cfg("train", ["experiment=gpt2_owt"])
+    with torch.device("meta"):  # 124M parameters, no memory
+        net = instantiate(cfg.model, vocab_size=50257, block_size=cfg.data.block_size)
+    assert round(net.num_params() / 1e6, 2) == 123.59  # nanoGPT prints "123.59M"
+    trainer, data = cfg.trainer, cfg.data
+    assert data.batch_size * data.block_size * trainer.accumulate_grad_batches == 491_520
+    assert trainer.val_check_interval == 1000 * 40 and trainer.max_steps == 600_000
+    spread = compose_cfg("train", ["experiment=gpt2_owt", "trainer.accumulate_grad_batches=5"])
+    assert spread.trainer.val_check_interval == 5000
+    assert (data.corpus, data.tokenizer) == ("openwebtext", "tiktoken")

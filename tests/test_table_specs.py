@@ -20,6 +20,7 @@ def test_the_shipped_tables():
         "char_lm_shakespeare",
         "cifar10_lt_cui2019",
         "convnet_cifar10",
+        "gpt2_owt",
         "nanogpt_shakespeare_char",
         "resnet_cifar10_he2016",
     ]
@@ -49,6 +50,7 @@ def test_published_numbers():
     lt = [29.64, 29.62, 29.45, 27.63, 25.43]
     assert refs["cifar10_lt_cui2019"] == [(v, v) for v in lt]
     assert refs["nanogpt_shakespeare_char"] == [(1.4697, 1.4697)]
+    assert refs["gpt2_owt"] == [(2.85, 2.85)]
 
 
 @pytest.mark.parametrize(("table", "index"), ROWS)

@@ -51,6 +51,13 @@ def tasks_per_node(devices) -> int:
     )
 
 
+def in_batches(steps: int, accumulate_grad_batches: int) -> int:
+    """Optimizer steps as training batches: Lightning counts ``val_check_interval`` in batches,
+    so under gradient accumulation `${fmlab.in_batches:1000,${trainer.accumulate_grad_batches}}`
+    validates every 1000 steps whatever the accumulation."""
+    return steps * accumulate_grad_batches
+
+
 def first_set(*values):
     """The first value that is not null: `${fmlab.first_set:${sweep_id},${now:...}}`."""
     return next((v for v in values if v is not None), None)
@@ -73,6 +80,7 @@ for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
     "tasks_per_node": tasks_per_node,
+    "in_batches": in_batches,
     "first_set": first_set,
     "sweep_group": sweep_group,
 }.items():

@@ -132,6 +132,8 @@ def train(cfg: DictConfig) -> dict:
             results = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in results[0].items()})
 
+    # A language model's tokens/s, FLOPs per token, FLOP/s and MFU (fmlab.flops); others have none.
+    throughput = getattr(task, "throughput", lambda *_: {})(train_s, trainer.global_step)
     record = {
         "status": "pruned" if pruned else "complete",
         "task": cfg.task_name,
@@ -149,6 +151,7 @@ def train(cfg: DictConfig) -> dict:
             "train_s": train_s,
             "train_steps": trainer.global_step,
             "train_steps_per_s": trainer.global_step / train_s if train_s else None,
+            **throughput,
         },
         "environment": environment(),
         "output_dir": str(output_dir.resolve()),

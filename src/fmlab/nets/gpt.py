@@ -65,7 +65,9 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """``forward(idx, targets=None) -> (logits, loss)``; idx (B, T) with T ≤ block_size.
 
-    ``vocab_size`` and ``block_size`` come from the data.
+    ``vocab_size`` and ``block_size`` come from the data. ``vocab_multiple`` rounds the embedding
+    and output rows up to a multiple (nanoGPT pads GPT-2's 50257 to 50304 = 786 · 64 for faster
+    matmuls); the loss sees the padded logits, as nanoGPT's does, the caller only real tokens'.
     """
 
     def __init__(
@@ -77,15 +79,18 @@ class GPT(nn.Module):
         n_embd: int = 768,
         dropout: float = 0.0,
         bias: bool = False,
+        vocab_multiple: int = 1,
     ) -> None:
         super().__init__()
         self.vocab_size, self.block_size = vocab_size, block_size
-        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        padded = -(-vocab_size // vocab_multiple) * vocab_multiple
+        self.wte = nn.Embedding(padded, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias) for _ in range(n_layer))
         self.ln_f = LayerNorm(n_embd, bias)
-        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head = nn.Linear(n_embd, padded, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 · n_layer).
@@ -107,6 +112,14 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.wpe.weight.numel() if non_embedding else n
 
+    def flops_per_token(self) -> int:
+        """Training FLOPs (forward + backward) per token at full context, nanoGPT's estimate_mfu
+        (PaLM appendix B): 6 per parameter that multiplies (token embeddings count through the
+        tied head, positions are only looked up) plus 12·L·H·Q·T for attention's QKᵀ and AV."""
+        head_dim = self.n_embd // self.n_head
+        attention = 12 * self.n_layer * self.n_head * head_dim * self.block_size
+        return 6 * self.num_params() + attention
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
         if T > self.block_size:
@@ -115,8 +128,10 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
+        logits = self.lm_head(self.ln_f(x))  # (B, T, padded vocabulary)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
+        if self.lm_head.out_features != self.vocab_size:
+            logits = logits[..., : self.vocab_size]  # (B, T, vocab_size): real tokens only, a view
         return logits, loss

@@ -41,6 +41,15 @@ class RecurrentLM(nn.Module):
             self.head.weight = self.embedding.weight
         self.state = None
 
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token, 6 per parameter that multiplies (2 forward, 4 backward; PaLM
+        appendix B): every recurrent and output weight meets each token once, in a matmul. The
+        embedding is a lookup, so it counts only when tied to the output layer. No attention term:
+        a recurrent step's cost does not grow with the context."""
+        n = sum(p.numel() for p in self.parameters())  # a tied weight once
+        tied = self.head.weight is self.embedding.weight
+        return 6 * (n if tied else n - self.embedding.weight.numel())
+
     def reset_state(self) -> None:
         self.state = None
 
