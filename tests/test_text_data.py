@@ -50,7 +50,7 @@ def test_nanogpt_split_of_tiny_shakespeare(shakespeare):
     assert data.record["chars"] == {"train": 1_003_854, "val": 111_540}  # nanoGPT's prepare.py
     assert data.record["official"] is True
     text = (shakespeare / "tinyshakespeare" / "input.txt").read_text()
-    assert data.tokenizer.decode(data.tokens["val"].tolist()) == text[1_003_854:]
+    assert data.tokenizer.decode(data.tokens["val"][:].tolist()) == text[1_003_854:]
     assert data.tokenizer.decode(data.tokens["train"][-5:].tolist()) == text[1_003_849:1_003_854]
 
 
@@ -80,7 +80,7 @@ def test_training_windows_stay_inside_the_training_split(tmp_path):
         starts.update(x[:, 0].tolist())
     assert len(starts) == 13  # every offset phase is drawn
     # Evaluation windows cover the validation split once, in order, and only it.
-    val = data.tokens["val"]
+    val = torch.from_numpy(data.tokens["val"][:])
     xs, ys = zip(*(data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()), strict=True)
     x, y = torch.cat(xs), torch.cat(ys)
     assert (x == unknown).all() and torch.equal(y.flatten(), val[1 : 1 + y.numel()].long())
@@ -90,17 +90,17 @@ def test_training_windows_stay_inside_the_training_split(tmp_path):
 def test_cache_is_reused_and_a_changed_corpus_invalidates_it(tmp_path):
     path = write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=5_000)
     first = corpus_module(tmp_path)
-    cache = Path(first.record["cache"])
-    assert cache.parent == path.parent / ".fmlab-cache" and (cache / "train.npy").is_file()
+    cache = Path(first.record["store"])
+    assert cache.parent == path.parent / ".fmlab-cache" and (cache / "manifest.json").is_file()
     again = corpus_module(tmp_path)
-    assert again.net_args == first.net_args and again.record["cache"] == str(cache)
+    assert again.net_args == first.net_args and again.record["store"] == str(cache)
     path.write_text(path.read_text().replace("ROMEO", "ROMEØ"))  # same size, new character
     changed = corpus_module(tmp_path)
     assert changed.net_args["vocab_size"] == first.net_args["vocab_size"] + 1
-    assert changed.record["cache"] != str(cache)
+    assert changed.record["store"] != str(cache)
     assert changed.record["fingerprint"] != first.record["fingerprint"]
     bpe = corpus_module(tmp_path, tokenizer="bpe", bpe_vocab_size=300)
-    assert bpe.net_args["vocab_size"] == 300 and bpe.record["cache"] != changed.record["cache"]
+    assert bpe.net_args["vocab_size"] == 300 and bpe.record["store"] != changed.record["store"]
 
 
 def test_unwritable_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch, caplog):
@@ -109,8 +109,8 @@ def test_unwritable_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypat
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     data = corpus_module(tmp_path / "data")
     assert data.net_args["vocab_size"] > 10
-    assert data.record["cache"].startswith(str(tmp_path / "home-cache" / "fmlab" / "tokens"))
-    assert "Cannot write the token cache" in caplog.text
+    assert data.record["store"].startswith(str(tmp_path / "home-cache" / "fmlab" / "tokens"))
+    assert "Cannot write the token store" in caplog.text
 
 
 def test_other_encodings_are_read_when_named(tmp_path):
@@ -137,26 +137,33 @@ def test_an_empty_split_is_named(tmp_path):
 
 def test_a_corpus_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
     path = write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=3_000)
-    read = corpora._read_bytes
+    decoder = corpora.codecs.getincrementaldecoder
 
-    def read_while_another_process_appends(p: Path) -> bytes:
-        data = read(p)
-        with p.open("a") as f:  # the other process writes on while this one has read
-            f.write("MORE TEXT\n")
-        return data
+    def decoder_while_another_process_appends(encoding: str):
+        class Appending(decoder(encoding)):
+            appended = False
 
-    monkeypatch.setattr(corpora, "_read_bytes", read_while_another_process_appends)
+            def decode(self, data, final=False):
+                if not Appending.appended:  # the other process writes on while this one reads
+                    Appending.appended = True
+                    with path.open("a") as f:
+                        f.write("MORE TEXT\n")
+                return super().decode(data, final)
+
+        return Appending
+
+    monkeypatch.setattr(corpora.codecs, "getincrementaldecoder", decoder_while_another_process_appends)
     with pytest.raises(FmlabError, match=f"{path} changed while it was being read .3,000 bytes"):
         corpus_module(tmp_path)
 
 
-def test_a_truncated_token_cache_is_rebuilt_through_fmlab_train(tmp_path):
+def test_a_truncated_token_store_is_prepared_again_through_fmlab_train(tmp_path):
     corpus = write_text_corpus(tmp_path / "corpus" / "input.txt", chars=3_000)
     built = TextDataModule(str(tmp_path), str(corpus))  # the recipe's tokenizer and fractions
     built.setup()
-    train = Path(built.record["cache"]) / "train.npy"
+    train = Path(built.record["store"]) / "train-000000.bin"
     size = train.stat().st_size
-    train.write_bytes(train.read_bytes()[:100])  # numpy: "EOF: reading array header"
+    train.write_bytes(train.read_bytes()[:100])  # a copy cut short
     proc = run_cli(
         "fmlab-train",
         "experiment=gpt_shakespeare_char_cpu",
@@ -171,10 +178,9 @@ def test_a_truncated_token_cache_is_rebuilt_through_fmlab_train(tmp_path):
         cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
-    warnings = [line for line in output.splitlines() if "failed its check" in line]
+    warnings = [line for line in output.splitlines() if "preparing the corpus again" in line]
     assert len(warnings) == 1 and "Traceback" not in output
-    assert f"token cache of {corpus} ({train.parent}) failed its check" in warnings[0]
-    assert "train.npy holds 100 bytes, its manifest says" in warnings[0]
+    assert f"shard {train} is 100 bytes, but the manifest says {size // 2:,} tokens" in warnings[0]
     assert train.stat().st_size == size and list(train.parent.parent.glob("*.corrupt-*"))
     assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
 

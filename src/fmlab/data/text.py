@@ -14,6 +14,7 @@ every time; ``fmlab-eval`` scores it whole.
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -271,7 +272,18 @@ class TextDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self.store is not None:
             return
-        store = open_store(ensure_store(self.spec))
+        folder = ensure_store(self.spec)
+        try:
+            store = open_store(folder)
+        except FmlabError as err:
+            if folder == Path(self.corpus).expanduser():
+                raise  # the user's own store: theirs to mend
+            # One fmlab prepared (a shard truncated since, a disk that filled): never train on
+            # it; keep it aside for a look, and prepare the corpus again.
+            aside = folder.with_name(f"{folder.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            folder.rename(aside)
+            log.warning("%s Moved it aside to %s; preparing the corpus again.", err, aside)
+            store = open_store(ensure_store(self.spec))
         given = self.spec.given_tokenizer
         if given is not None and store.tokenizer is not None and store.tokenizer.to_dict() != given:
             raise FmlabError(
