@@ -207,7 +207,7 @@ def test_data_with_another_tokenizer_is_refused_for_the_checkpoint(trained_lm, t
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["TextDataModule"]
     corpus = tmp_path / "tinyshakespeare" / "input.txt"
     corpus.parent.mkdir()
-    corpus.write_text(Path(record["data"]["files"]["all"]).read_text())
+    corpus.write_text(Path(record["data"]["files"][0]).read_text())
     same = TextDataModule(str(tmp_path), block_size=32)
     assert same.net_args  # loaded, as in a resumed fit (the net was built from the data)
     same.load_state_dict(state)  # the same text builds the same tokenizer
