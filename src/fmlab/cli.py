@@ -1,4 +1,5 @@
-"""The console scripts fmlab-train, fmlab-eval and fmlab-sample: Hydra apps over conf/.
+"""The console scripts fmlab-train, fmlab-eval, fmlab-sample and fmlab-prepare: Hydra apps over
+conf/.
 
 Only Hydra and OmegaConf load before the command line is parsed; torch and Lightning load when a
 job starts. `--help`, `--cfg job`, `--info` and every TAB of Hydra's shell completion run this far
@@ -38,6 +39,13 @@ def _sample(cfg: DictConfig) -> None:
     checks.job(sample, cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+def _prepare(cfg: DictConfig) -> None:
+    from fmlab.data.prepare import prepare_job
+
+    checks.job(prepare_job, cfg)
+
+
 def train() -> float | None:
     return checks.cli(_train, "fmlab-train")
 
@@ -48,3 +56,7 @@ def evaluate() -> None:
 
 def sample() -> None:
     checks.cli(_sample, "fmlab-sample")
+
+
+def prepare() -> None:
+    checks.cli(_prepare, "fmlab-prepare")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -77,6 +78,23 @@ def ensure_store(spec: PrepareSpec) -> Path:
     return folder
 
 
+def prepare_job(cfg) -> Path:
+    """fmlab-prepare: the store of ``cfg.data``, its folder and summary on stdout."""
+    from omegaconf import OmegaConf
+
+    start = time.perf_counter()
+    folder = ensure_store(PrepareSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True)))
+    seconds = time.perf_counter() - start
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
+    print(folder)
+    for split, info in manifest.get("splits", {}).items():
+        print(f"{split}: {info['tokens']:,} tokens, {len(info['shards'])} shard(s)", end="")
+        print(f", {info['chars']:,} characters, {info['documents']:,} documents")
+    text = sum(s.get("bytes", 0) for s in manifest.get("splits", {}).values())
+    print(f"{size(text)} of text in {seconds:.1f} s ({text / seconds / 1e6:.1f} MB/s)")
+    return folder
+
+
 def store_settings(spec: PrepareSpec, source: Source) -> dict:
     """What defines the tokens of a store besides its source (num_proc does not: any number of
     processes writes the same bytes)."""
@@ -127,28 +145,21 @@ def _build(spec: PrepareSpec, source: Source, settings: dict, source_hash: str, 
 
     seconds, splits = 0.0, {}
     args = (progress["tokenizer"], eot_id, dtype)
-    for split in source.splits():
-        state = progress["splits"].get(split)
-        if state is None or not state.get("complete"):
-            writer = shards.ShardWriter(
-                tmp, split, spec.shard_tokens, state, lambda s, split=split: record(split, s)
-            )
-            todo = islice(shards.chunks(source.pieces(split)), writer.state["chunks"], None)
-            meter = shards.Meter(f"{split} ({spec.tokenizer})")
-            for tokens, chars, nbytes, documents in shards.ordered_map(
-                shards.encode_chunk, todo, spec.num_proc, shards.start_encoder, args
-            ):
-                writer.add(tokens, chars, nbytes, documents)
-                meter.update(len(tokens), nbytes)
-            seconds += meter.close()
-            state = writer.finish()
-        if not state["tokens"]:
-            raise FmlabError(
-                f"the {split} split of data.corpus={spec.corpus!r} is empty: its documents are "
-                f"too few for data.{split}_fraction={getattr(spec, f'{split}_fraction', 0):g}. "
-                "Use a corpus of more documents, or set that fraction to 0."
-            )
-        splits[split] = {k: state[k] for k in ("tokens", "chars", "bytes", "documents", "shards")}
+    with shards.Workers(spec.num_proc, shards.start_encoder, args) as workers:
+        for split in source.splits():
+            state = progress["splits"].get(split)
+            if state is None or not state.get("complete"):
+                writer = shards.ShardWriter(
+                    tmp, split, spec.shard_tokens, state, lambda s, split=split: record(split, s)
+                )
+                todo = islice(shards.chunks(source.pieces(split)), writer.state["chunks"], None)
+                meter = shards.Meter(f"{split} ({spec.tokenizer})")
+                for tokens, chars, nbytes, documents in workers.map(shards.encode_chunk, todo):
+                    writer.add(tokens, chars, nbytes, documents)
+                    meter.update(len(tokens), nbytes)
+                seconds += meter.close()
+                state = writer.finish()
+            splits[split] = _split_summary(spec, split, state)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -180,6 +191,16 @@ def _build(spec: PrepareSpec, source: Source, settings: dict, source_hash: str, 
     )
 
 
+def _split_summary(spec: PrepareSpec, split: str, state: dict) -> dict:
+    if not state["tokens"]:
+        raise FmlabError(
+            f"the {split} split of data.corpus={spec.corpus!r} is empty: its documents are "
+            f"too few for data.{split}_fraction={getattr(spec, f'{split}_fraction', 0):g}. "
+            "Use a corpus of more documents, or set that fraction to 0."
+        )
+    return {k: state[k] for k in ("tokens", "chars", "bytes", "documents", "shards")}
+
+
 def train_tokenizer(spec: PrepareSpec, source: Source):
     """The given tokenizer, or one trained on the training split (char: all of it, in a
     streaming pass; bpe: its first ``bpe_train_chars`` characters), or GPT-2's (tiktoken)."""
@@ -193,8 +214,9 @@ def train_tokenizer(spec: PrepareSpec, source: Source):
     log.info("Training the %s tokenizer on the training split of %s", spec.tokenizer, spec.corpus)
     if spec.tokenizer == "char":
         pieces = shards.chunks(source.pieces("train"))
-        found = shards.ordered_map(shards.chars_of, pieces, spec.num_proc, shards.no_setup)
-        return CharTokenizer("".join(sorted(set().union(*map(set, found)))), eot)
+        with shards.Workers(spec.num_proc, shards.no_setup) as workers:
+            found = set().union(*map(set, workers.map(shards.chars_of, pieces)))
+        return CharTokenizer("".join(sorted(found)), eot)
     return BPETokenizer.train(_first_chars(source, spec.bpe_train_chars), spec.bpe_vocab_size, eot=eot)
 
 

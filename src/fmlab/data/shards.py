@@ -21,8 +21,9 @@ import numpy as np
 CHUNK_CHARS = 2_000_000  # text per task: large enough that a task's overhead is noise
 
 
-def chunks(pieces: Iterable[tuple[str, bool]], size: int = CHUNK_CHARS) -> Iterator[list]:
-    """Consecutive pieces grouped into lists of at least ``size`` characters (the last: less)."""
+def chunks(pieces: Iterable[tuple[str, bool]], size: int | None = None) -> Iterator[list]:
+    """Consecutive pieces grouped into lists of at least ``size`` (CHUNK_CHARS) characters."""
+    size = size or CHUNK_CHARS
     chunk, chars = [], 0
     for piece in pieces:
         chunk.append(piece)
@@ -34,21 +35,37 @@ def chunks(pieces: Iterable[tuple[str, bool]], size: int = CHUNK_CHARS) -> Itera
         yield chunk
 
 
-def ordered_map(fn: Callable, items: Iterable, num_proc: int, init: Callable, args=()) -> Iterator:
-    """``map(fn, items)`` in ``num_proc`` spawned processes (each first runs ``init(*args)``),
-    results in order; one process: here, without a pool."""
-    if num_proc <= 1:
-        init(*args)
-        yield from map(fn, items)
-        return
-    with multiprocessing.get_context("spawn").Pool(num_proc, _init_worker, (init, args)) as pool:
+class Workers:
+    """``num_proc`` spawned processes that each first run ``init(*args)``; one process: this one,
+    without a pool. ``map`` gives results in order, reading its input only ``2 * num_proc``
+    items ahead."""
+
+    def __init__(self, num_proc: int, init: Callable, args=()) -> None:
+        self.num_proc, self.pool = num_proc, None
+        if num_proc <= 1:
+            init(*args)
+        else:
+            context = multiprocessing.get_context("spawn")
+            self.pool = context.Pool(num_proc, _init_worker, (init, args))
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        if self.pool is None:
+            yield from map(fn, items)
+            return
         pending = deque()
         for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= 2 * num_proc:
+            pending.append(self.pool.apply_async(fn, (item,)))
+            if len(pending) >= 2 * self.num_proc:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate()  # after an error too: no worker outlives the preparation
 
 
 def _init_worker(init: Callable, args) -> None:

@@ -216,6 +216,8 @@ def _files(corpus: str, path: Path) -> list[Path]:
     """The files of a folder (its Parquet, JSON Lines or else *.txt files) or glob, sorted."""
     if _is_glob(corpus):
         files = [Path(p) for p in glob.glob(str(path), recursive=True)]
+    elif path.is_file():
+        files = [path]
     elif path.is_dir():
         every = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
         kinds = {_kind(p) for p in every if p.suffix != ".txt" or _kind(p) == "txt"}
