@@ -116,7 +116,7 @@ def memory(sides: dict, tmp: Path, args, shakespeare: Path) -> None:
         for folder in corpus.parent.glob(".fmlab-cache"):
             subprocess.run(["rm", "-rf", str(folder)])  # the next size prepares its own
     small, large = sizes[0], sizes[-1]
-    print(f"\nfmlab-train ... data.corpus=<file> trainer.max_steps=20: peak RSS (GiB)")
+    print("\nfmlab-train ... data.corpus=<file> trainer.max_steps=20: peak RSS (GiB)")
     print(f"{'':>10} " + " ".join(f"{s:>7} MB" for s in sizes) + "  extra RSS / extra text")
     for side in peak:
         extra = (peak[side][large] - peak[side][small]) * 1024 / (large - small)

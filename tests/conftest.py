@@ -1,6 +1,7 @@
 """Shared fixtures: a synthetic CIFAR-10 folder in the official format, and the real data when
 FMLAB_DATA_DIR points at it (`.ci/run` always sets it)."""
 
+import base64
 import os
 import pickle
 import statistics
@@ -237,3 +238,10 @@ def shakespeare(tmp_path) -> Path:
     (tmp_path / "tinyshakespeare").mkdir()
     (tmp_path / "tinyshakespeare" / "input.txt").write_bytes(source.read_bytes())
     return tmp_path
+
+
+def write_tiktoken_file(path: Path) -> Path:
+    """The 256 bytes and a few merges, in tiktoken's format (base64 token, rank)."""
+    tokens = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"\xe4\xb8"]
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for r, t in enumerate(tokens)))
+    return path

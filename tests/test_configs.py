@@ -4,6 +4,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from conftest import write_tiktoken_file
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -30,11 +31,21 @@ TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny
 TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
 
 
+def stand_ins(experiment: str, data: Path) -> list[str]:
+    """Data no test can hold (OpenWebText, GPT-2's BPE files), stood in for by small files."""
+    if experiment == "gpt2_owt":
+        bpe = write_tiktoken_file(data / "small.tiktoken")
+        return [
+            f"data.corpus={data / 'tinyshakespeare' / 'input.txt'}",
+            f"data.tokenizer_file={bpe}",
+        ]
+    return []
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic_text):
-    cfg = compose_cfg(
-        "train", [f"experiment={experiment}", f"paths.data_dir={synthetic_text}", "logger=csv"]
-    )
+    overrides = [f"experiment={experiment}", f"paths.data_dir={synthetic_text}", "logger=csv"]
+    cfg = compose_cfg("train", overrides + stand_ins(experiment, synthetic_text))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     datamodule, task = build(cfg)
     assert isinstance(task, L.LightningModule)

@@ -1,7 +1,6 @@
 """Token stores: every source kind round-trips, preparation is deterministic and resumable, and the
 tokens of tiny-shakespeare are those the in-memory path gives."""
 
-import base64
 import gzip
 import json
 import logging
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_DATA, write_text_corpus, write_tiktoken_file
 
 from fmlab.data import shards, sources
 from fmlab.data.gpt2_bpe import TiktokenTokenizer
 from fmlab.data.prepare import PrepareSpec, ensure_store
 from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
-from conftest import REAL_DATA, write_text_corpus
 
 DOCUMENTS = [f"Document {i}: {'两只老虎 ' if i % 3 == 0 else ''}the quick fox.\nline two\n" for i in range(20)]
 
@@ -221,13 +220,6 @@ def test_old_char_tokenizer_dicts_still_load():
     old = {"kind": "char", "chars": "ab"}
     assert tokenizer_from_dict(old).to_dict() == old
     assert tokenizer_from_dict(old).eot_id is None and tokenizer_from_dict(old).vocab_size == 3
-
-
-def write_tiktoken_file(path: Path) -> Path:
-    """The 256 bytes and a few merges, in tiktoken's format (base64 token, rank)."""
-    tokens = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"\xe4\xb8"]
-    path.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for r, t in enumerate(tokens)))
-    return path
 
 
 def test_tiktoken_from_a_local_file_rebuilds_from_its_dict(tmp_path):

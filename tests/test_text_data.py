@@ -152,7 +152,9 @@ def test_a_corpus_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
 
         return Appending
 
-    monkeypatch.setattr(corpora.codecs, "getincrementaldecoder", decoder_while_another_process_appends)
+    monkeypatch.setattr(
+        corpora.codecs, "getincrementaldecoder", decoder_while_another_process_appends
+    )
     with pytest.raises(FmlabError, match=f"{path} changed while it was being read .3,000 bytes"):
         corpus_module(tmp_path)
 

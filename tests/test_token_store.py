@@ -75,7 +75,9 @@ def test_a_truncated_shard_or_odd_sized_bin_is_refused_by_name(tmp_path):
         "splits": {"train": {"tokens": 200, "shards": [{"file": "train-000000.bin", "tokens": 200}]}},
     }  # fmt: skip
     (store / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(FmlabError, match=r"train-000000\.bin is 200 bytes, but the manifest says 200"):
+    with pytest.raises(
+        FmlabError, match=r"train-000000\.bin is 200 bytes, but the manifest says 200"
+    ):
         open_store(store)
     (store / "manifest.json").write_text(json.dumps(manifest)[:40])
     with pytest.raises(FmlabError, match=r"store .* is damaged: .*manifest\.json cannot be used"):

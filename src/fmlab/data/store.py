@@ -60,7 +60,12 @@ class TokenStore:
     which carries none) and what its manifest records."""
 
     def __init__(self, folder: Path, splits: dict[str, Tokens], tokenizer, manifest: dict):
-        self.folder, self.splits, self.tokenizer, self.manifest = folder, splits, tokenizer, manifest
+        self.folder, self.splits, self.tokenizer, self.manifest = (
+            folder,
+            splits,
+            tokenizer,
+            manifest,
+        )
 
     @property
     def vocab_size(self) -> int:
