@@ -3,6 +3,7 @@ windows each DDP rank draws, an exact resume, and the evaluation subset."""
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,8 @@ def test_a_resumed_loader_draws_the_windows_it_would_have_drawn_next():
     loader = WindowLoader(RandomWindows(tokens, 8, 4, seed=3), batch_size=None)
     it = iter(loader)
     drawn = [next(it) for _ in range(5)]
+    for _ in drawn:
+        loader.trained()  # as the data module counts them, on the device
     state = loader.state_dict()
     assert state == {"batches": 5}
     resumed = WindowLoader(RandomWindows(tokens, 8, 4, seed=3), batch_size=None)
@@ -136,3 +139,30 @@ def test_max_eval_windows_scores_the_same_evenly_spread_subset(tmp_path):
     whole = TextDataModule(str(tmp_path), str(tmp_path / "c"), block_size=16, eval_batch_size=4)
     whole.setup("fit")
     assert sum(len(b) for b in whole.val_dataloader()) == 112
+
+
+@pytest.mark.slow  # three fmlab-train runs: .ci/run runs it after `make test`
+def test_a_crashed_language_model_resumes_with_the_windows_it_had_left(synthetic_text, tmp_path):
+    """Crashed at step 7 (newest checkpoint: step 6), re-run with the same command: it ends with
+    the weights of an uninterrupted run, so the windows after the resume are those it would have
+    drawn (a loader that began its sequence again would train on steps 1-3's windows twice)."""
+
+    def train(run: str, *extra: str, check=True):
+        return run_cli(
+            "fmlab-train", "experiment=gpt_shakespeare_char_cpu", f"paths.data_dir={synthetic_text}",
+            "data.block_size=16", "model.n_layer=1", "model.n_embd=32", "trainer.max_steps=10",
+            "trainer.val_check_interval=10", "callbacks.step_checkpoint.every_n_train_steps=3",
+            "trainer.deterministic=true", "logger=csv", f"hydra.run.dir={tmp_path / run}", *extra,
+            cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)}, check=check,
+        )  # fmt: skip
+
+    train("reference")
+    crash = ["+callbacks.crash._target_=faults.RaiseAt", "+callbacks.crash.step=7"]
+    assert train("run", *crash, check=False).returncode == 1
+    proc = train("run", *crash)
+    assert "Resuming from" in proc.stdout + proc.stderr
+    ours, theirs = (
+        torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for r in ("run", "reference")
+    )
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)

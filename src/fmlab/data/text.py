@@ -69,16 +69,16 @@ class RandomWindows(IterableDataset):
 
 
 class WindowLoader(DataLoader):
-    """The training loader: it counts the batches it served, which Lightning saves in every
-    checkpoint (``state_dict``) and hands back on resume, so a resumed run draws the windows it
-    would have drawn next."""
+    """The training loader: it knows how many of its batches were trained on, which Lightning
+    saves in every checkpoint (``state_dict``) and hands back on resume, so a resumed run draws
+    the windows it would have drawn next. Lightning fetches a batch ahead of the step that uses
+    it, so the data module counts a batch when it reaches the device (``trained``), not when the
+    loader hands it out."""
 
     served = 0
 
-    def __iter__(self):
-        for batch in super().__iter__():
-            self.served += 1
-            yield batch
+    def trained(self) -> None:
+        self.served += 1
 
     def state_dict(self) -> dict:
         return {"batches": self.served}
@@ -162,6 +162,7 @@ class TextDataModule(L.LightningDataModule):
         self.block_size, self.max_eval_windows = block_size, max_eval_windows
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.store = None
+        self.train_loader: WindowLoader | None = None
         self.tokenizer = None
         self.tokens: dict[str, Tokens] = {}  # split -> its tokens, memory-mapped
         self.tokens_per_char: dict[str, float] = {}
@@ -218,7 +219,8 @@ class TextDataModule(L.LightningDataModule):
         windows = RandomWindows(
             self.tokens["train"], self.block_size, self.batch_size, self.seed, rank, world
         )
-        return WindowLoader(windows, batch_size=None)
+        self.train_loader = WindowLoader(windows, batch_size=None)
+        return self.train_loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader("val") if "val" in self.tokens else []
@@ -232,6 +234,8 @@ class TextDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int):
+        if self.trainer is not None and self.trainer.training and self.train_loader is not None:
+            self.train_loader.trained()
         batch = batch.long()  # (B, block_size + 1)
         return batch[:, :-1], batch[:, 1:]  # inputs, next-token targets
 
