@@ -18,7 +18,10 @@ from fmlab.data.prepare import PrepareSpec, ensure_store
 from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
-DOCUMENTS = [f"Document {i}: {'两只老虎 ' if i % 3 == 0 else ''}the quick fox.\nline two\n" for i in range(20)]
+DOCUMENTS = [
+    f"Document {i}: {'两只老虎 ' if i % 3 == 0 else ''}the quick fox.\nline two\n"
+    for i in range(20)
+]
 
 
 def read_store(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -53,7 +56,9 @@ def expected_split(documents: list[str], val: float = 0.1) -> dict[str, list[str
 
 
 def spec(corpus, tmp_path: Path, **kwargs) -> PrepareSpec:
-    return PrepareSpec(corpus=str(corpus), data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), **kwargs)
+    return PrepareSpec(
+        corpus=str(corpus), data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), **kwargs
+    )
 
 
 def store_bytes(folder: Path) -> dict[str, bytes]:
@@ -154,11 +159,10 @@ def test_chinese_text_round_trips_through_bpe_and_char(tmp_path):
 def test_preparation_is_byte_identical_for_one_and_two_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "CHUNK_CHARS", 200)  # many chunks in flight
     corpus = write_jsonl(tmp_path)
-    one = ensure_store(spec(corpus, tmp_path / "a", tokenizer="bpe", bpe_vocab_size=300, shard_tokens=100))
-    again = ensure_store(spec(corpus, tmp_path / "b", tokenizer="bpe", bpe_vocab_size=300, shard_tokens=100))
-    two = ensure_store(
-        spec(corpus, tmp_path / "c", tokenizer="bpe", bpe_vocab_size=300, shard_tokens=100, num_proc=2)
-    )
+    bpe = {"tokenizer": "bpe", "bpe_vocab_size": 300, "shard_tokens": 100}
+    one = ensure_store(spec(corpus, tmp_path / "a", **bpe))
+    again = ensure_store(spec(corpus, tmp_path / "b", **bpe))
+    two = ensure_store(spec(corpus, tmp_path / "c", **bpe, num_proc=2))
     assert len(list(one.glob("train-*.bin"))) > 1
     assert store_bytes(one) == store_bytes(again) == store_bytes(two)
     assert one.name == two.name  # num_proc does not define the store

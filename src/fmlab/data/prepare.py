@@ -137,7 +137,9 @@ def _build(spec: PrepareSpec, source: Source, settings: dict, source_hash: str, 
     if source.multi_document and eot_id is None:
         log.warning("The given tokenizer has no end-of-text id: documents follow one another.")
     dtype = "uint16" if tokenizer.vocab_size <= 2**16 else "uint32"
-    log.info("Tokenising %s (%s, %d processes) into %s", spec.corpus, spec.tokenizer, spec.num_proc, tmp)
+    log.info(
+        "Tokenising %s (%s, %d processes) into %s", spec.corpus, spec.tokenizer, spec.num_proc, tmp
+    )
 
     def record(split: str, state: dict) -> None:
         progress["splits"][split] = state
@@ -217,7 +219,9 @@ def train_tokenizer(spec: PrepareSpec, source: Source):
         with shards.Workers(spec.num_proc, shards.no_setup) as workers:
             found = set().union(*map(set, workers.map(shards.chars_of, pieces)))
         return CharTokenizer("".join(sorted(found)), eot)
-    return BPETokenizer.train(_first_chars(source, spec.bpe_train_chars), spec.bpe_vocab_size, eot=eot)
+    return BPETokenizer.train(
+        _first_chars(source, spec.bpe_train_chars), spec.bpe_vocab_size, eot=eot
+    )
 
 
 def _first_chars(source: Source, limit: int):

@@ -89,13 +89,12 @@ def encode_chunk(chunk: list[tuple[str, bool]]) -> tuple[np.ndarray, int, int, i
     texts = [text for text, _ in chunk]
     ids = _worker["tokenizer"].encode_batch(texts)
     eot = _worker["eot_id"]
-    parts = []
+    dtype, parts = _worker["dtype"], []
     for piece_ids, (_, ends) in zip(ids, chunk, strict=True):
-        parts.append(piece_ids)
+        parts.append(piece_ids.astype(dtype))  # narrowed before joining: a quarter of the copying
         if ends and eot is not None:
-            parts.append(np.array([eot]))
-    tokens = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    tokens = tokens.astype(_worker["dtype"])
+            parts.append(np.array([eot], dtype=dtype))
+    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype)
     nbytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
     return tokens, sum(map(len, texts)), nbytes, sum(ends for _, ends in chunk)
 
@@ -116,7 +115,12 @@ class ShardWriter:
     closed shard."""
 
     def __init__(self, folder: Path, split: str, shard_tokens: int, state, record) -> None:
-        self.folder, self.split, self.shard_tokens, self.record = folder, split, shard_tokens, record
+        self.folder, self.split, self.shard_tokens, self.record = (
+            folder,
+            split,
+            shard_tokens,
+            record,
+        )
         self.state = state or {"chunks": 0, "tokens": 0, "chars": 0, "bytes": 0, "documents": 0}
         self.state.setdefault("shards", [])
         kept = {s["file"] for s in self.state["shards"]}
@@ -129,7 +133,11 @@ class ShardWriter:
     def add(self, tokens: np.ndarray, chars: int, nbytes: int, documents: int) -> None:
         if self.file is None:
             name = f"{self.split}-{len(self.state['shards']):06d}.bin"
-            self.file, self.name, self.digest = open(self.folder / name, "wb"), name, hashlib.sha256()
+            self.file, self.name, self.digest = (
+                open(self.folder / name, "wb"),
+                name,
+                hashlib.sha256(),
+            )
         tokens.tofile(self.file)  # raw little-endian, no header: nanoGPT's train.bin layout
         self.digest.update(memoryview(np.ascontiguousarray(tokens)).cast("B"))
         for key, n in (("chunks", 1), ("tokens", len(tokens)), ("chars", chars)):
@@ -144,7 +152,11 @@ class ShardWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         self.file = None
-        shard = {"file": self.name, "tokens": self.open["tokens"], "sha256": self.digest.hexdigest()}
+        shard = {
+            "file": self.name,
+            "tokens": self.open["tokens"],
+            "sha256": self.digest.hexdigest(),
+        }
         self.state["shards"].append(shard)
         for key, n in self.open.items():
             self.state[key] += n

@@ -227,16 +227,18 @@ def _files(corpus: str, path: Path) -> list[Path]:
         files = []
     files = sorted(p for p in files if p.is_file())
     if not files:
+        names = ", ".join([*CORPORA, "openwebtext"])
         raise FmlabError(
-            f"data.corpus={corpus!r} is neither a named corpus ({', '.join([*CORPORA, 'openwebtext'])}) "
+            f"data.corpus={corpus!r} is neither a named corpus ({names}) "
             "nor an existing text file, folder or glob of *.txt, *.jsonl or *.parquet files, nor a "
             "Hugging Face dataset. Give one of those names or the path of your text."
         )
     kinds = {_kind(p) for p in files}
     if len(kinds) > 1:
         raise FmlabError(
-            f"data.corpus={corpus!r} matches files of {len(kinds)} kinds ({', '.join(sorted(kinds))})"
-            ". Narrow the glob (e.g. '*.jsonl') so that every file is of one kind."
+            f"data.corpus={corpus!r} matches files of {len(kinds)} kinds "
+            f"({', '.join(sorted(kinds))}). Narrow the glob (e.g. '*.jsonl') so that every file "
+            "is of one kind."
         )
     return files
 

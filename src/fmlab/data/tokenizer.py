@@ -40,12 +40,18 @@ class CharTokenizer:
         return self.unknown_id + 1 if self.eot else None
 
     def encode(self, text: str) -> np.ndarray:
-        # Vectorised over code points: a 100 MB corpus encodes in seconds, not minutes.
+        # Vectorised over code points: one gather from a table indexed by code point (the last
+        # entry, past the highest known one, is the unknown id).
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        ids = np.searchsorted(self.codes, codes)
-        ids = np.minimum(ids, max(len(self.codes) - 1, 0))
-        known = self.codes[ids] == codes if len(self.codes) else np.zeros(len(codes), bool)
-        return np.where(known, ids, self.unknown_id).astype(np.int64)
+        return self._lookup[np.minimum(codes, len(self._lookup) - 1)]
+
+    @property
+    def _lookup(self) -> np.ndarray:
+        if not hasattr(self, "_table_by_code"):
+            top = int(self.codes.max()) + 1 if len(self.codes) else 0
+            self._table_by_code = np.full(top + 1, self.unknown_id, dtype=np.int64)
+            self._table_by_code[self.codes] = np.arange(len(self.codes))
+        return self._table_by_code
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         # One id per character: encode the texts as one and cut the ids at their lengths.
