@@ -32,7 +32,7 @@ GPT2_EOT = 50256  # nanoGPT's openwebtext/prepare.py appends it after every docu
 class Tokens:
     """One split: the concatenation of its memory-mapped shards, indexed by global position."""
 
-    def __init__(self, shards: list[np.ndarray]) -> None:
+    def __init__(self, shards: list) -> None:  # Shard or array: anything with len and [index]
         self.shards = [s for s in shards if len(s)]
         self.ends = np.cumsum([len(s) for s in self.shards], dtype=np.int64)  # (n_shards,)
 
@@ -126,10 +126,26 @@ def _shards(folder: Path, dtype: np.dtype, spec: dict) -> Tokens:
     return Tokens(maps)
 
 
-def _map(path: Path, dtype: np.dtype) -> np.ndarray:
+class Shard:
+    """A shard file, mapped afresh for every read (nanoGPT re-opens its memmap per batch too): the
+    pages one batch touched leave the process with it, so the resident memory of a long run does
+    not grow until the whole store counts in it."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path, self.dtype = path, dtype
+        self.n = path.stat().st_size // dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.array(np.memmap(self.path, dtype=self.dtype, mode="r")[index])
+
+
+def _map(path: Path, dtype: np.dtype) -> Shard | np.ndarray:
     if path.stat().st_size == 0:  # np.memmap refuses an empty file
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+    return Shard(path, dtype)
 
 
 def _open_nanogpt(folder: Path) -> TokenStore:
