@@ -76,6 +76,23 @@ def sweep_group() -> str | None:
     return hydra.sweeper.get("study_name") or Path(hydra.sweep.dir).name
 
 
+def timm_stat(name: str, stat: str) -> list[float]:
+    """The input statistic (``mean`` or ``std``) timm's weights for ``name`` were trained with:
+    `data.mean: ${fmlab.timm_stat:${model.name},mean}`. timm is imported only when a config
+    asks."""
+    from timm.models import get_pretrained_cfg
+
+    if stat not in ("mean", "std"):
+        raise FmlabError(f"${{fmlab.timm_stat:{name},{stat}}}: the statistic is mean or std.")
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        raise FmlabError(
+            f"${{fmlab.timm_stat:{name},{stat}}}: timm knows no weights named {name!r}. Use the "
+            "name given as model.name, or write data.mean and data.std out."
+        )
+    return [float(v) for v in getattr(cfg, stat)]
+
+
 for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
@@ -83,5 +100,6 @@ for _name, _fn in {
     "in_batches": in_batches,
     "first_set": first_set,
     "sweep_group": sweep_group,
+    "timm_stat": timm_stat,
 }.items():
     OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)

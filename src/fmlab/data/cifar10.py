@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
-from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
+from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
 from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
 from fmlab.data.imbalance import long_tailed_split
 from fmlab.errors import FmlabError
@@ -86,7 +86,8 @@ def _md5(path: Path) -> str:
 
 class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10 as uint8 tensors; crop, flip, normalisation and cutout run batched after device
-    transfer.
+    transfer. ``resize`` scales every image (training and evaluation) to that side after crop and
+    flip, for nets pretrained at another resolution (ImageNet's 224).
 
     ``val_size`` images are carved from the 50,000 training images by a permutation that depends
     only on ``split_seed`` (0: no validation split). ``seed`` fixes the order of training batches.
@@ -109,6 +110,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         crop_padding: Annotated[int, NON_NEGATIVE] = 4,
         flip: bool = True,
         cutout: Annotated[int, NON_NEGATIVE] = 0,
+        resize: Annotated[int, AT_LEAST_ONE] | None = None,
         imbalance_ratio: Annotated[float, Range(ge=1.0)] | None = None,
         sampling: str = "uniform",
         mean: tuple[float, float, float] = CIFAR10_MEAN,
@@ -123,6 +125,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.crop, self.crop_padding, self.flip = crop, crop_padding, flip
         self.cutout, self.imbalance_ratio = cutout, imbalance_ratio
+        self.resize = resize
         if sampling not in SAMPLING:
             raise FmlabError(f"data.sampling={sampling!r}: use one of {list(SAMPLING)}.")
         self.sampling = sampling
@@ -277,6 +280,10 @@ class CIFAR10DataModule(L.LightningDataModule):
                 x = random_crop(x, self.crop_padding)
             if self.flip:
                 x = random_flip(x)
+        if self.resize is not None:
+            # After crop and flip, which move whole 32×32 pixels; cutout, below, counts pixels of
+            # the resized image.
+            x = resize(x, self.resize)  # (B, 3, resize, resize) float pixels in [0, 255]
         if x.device not in self._stats:
             self._stats[x.device] = normalizer(self.mean, self.std, x.device)
         x = normalize(x, *self._stats[x.device])
