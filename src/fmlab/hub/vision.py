@@ -107,7 +107,10 @@ def _from_file(name: str, path: Path, kwargs: dict) -> nn.Module:
     overlay["num_classes"] = classes
     try:
         model = timm.create_model(
-            name, pretrained=True, pretrained_cfg_overlay=overlay, **{**kwargs, "num_classes": classes}
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay=overlay,
+            **{**kwargs, "num_classes": classes},
         )
     except RuntimeError as err:  # load_state_dict: missing, unexpected or mis-shaped tensors
         raise FmlabError(
