@@ -173,3 +173,23 @@ def test_timm_net_trains_through_the_cli(synthetic_data, tmp_path):
     assert record["timing"]["train_steps"] == 2 and "test/acc" in record["metrics"]
     assert record["config"]["model"]["_target_"] == "fmlab.hub.TimmNet"
     assert record["config"]["data"]["mean"] == [0.485, 0.456, 0.406]  # timm's ImageNet statistics
+
+
+def test_fmlab_efficientnet_b0_is_timms_with_cifar_strides():
+    """Same tensors in the same order as timm's efficientnet_b0; given timm's weights and its two
+    ImageNet strides back, it computes timm's logits."""
+    from fmlab.nets import EfficientNetB0
+
+    ours, theirs = (
+        EfficientNetB0(num_classes=10).eval(),
+        timm.create_model("efficientnet_b0", num_classes=10).eval(),
+    )
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    assert [v.shape for v in mine.values()] == [v.shape for v in reference.values()]
+    assert sum(p.numel() for p in ours.parameters()) == 4_020_358
+    ours.load_state_dict(dict(zip(mine, reference.values(), strict=True)))
+    ours.features[0].stride = (2, 2)  # ImageNet's stem
+    ours.features[4].layers[3].stride = (2, 2)  # the depthwise conv of the 24-channel stage
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
