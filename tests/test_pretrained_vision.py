@@ -193,3 +193,14 @@ def test_fmlab_efficientnet_b0_is_timms_with_cifar_strides():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_train_size_keeps_a_class_balanced_labelled_subset(synthetic_data):
+    dm = CIFAR10DataModule(str(synthetic_data), val_size=40, train_size=50)
+    dm.setup()
+    assert len(dm.train_set) == 50 and dm.class_counts == [5] * 10
+    full = CIFAR10DataModule(str(synthetic_data), val_size=40)
+    full.setup()
+    assert torch.equal(dm.val_set.tensors[1], full.val_set.tensors[1])  # the same held-out images
+    with pytest.raises(FmlabError, match="train_size=55 cannot be drawn class-balanced"):
+        CIFAR10DataModule(str(synthetic_data), val_size=40, train_size=55).setup()

@@ -90,7 +90,9 @@ class CIFAR10DataModule(L.LightningDataModule):
     flip, for nets pretrained at another resolution (ImageNet's 224).
 
     ``val_size`` images are carved from the 50,000 training images by a permutation that depends
-    only on ``split_seed`` (0: no validation split). ``seed`` fixes the order of training batches.
+    only on ``split_seed`` (0: no validation split). ``train_size`` keeps that many labelled
+    training images, the same number per class, the first ones of that permutation (e.g. 1000 for
+    a few-label transfer study; None: all). ``seed`` fixes the order of training batches.
     ``imbalance_ratio`` makes the training set long-tailed (``fmlab.data.imbalance``; the
     validation split is then class-balanced, the test set is untouched); ``sampling:
     class_balanced`` re-samples it so that every class is drawn equally often.
@@ -105,6 +107,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         eval_batch_size: Annotated[int, AT_LEAST_ONE] = 1000,
         val_size: Annotated[int, NON_NEGATIVE] = 5000,
         split_seed: int = 0,
+        train_size: Annotated[int, AT_LEAST_ONE] | None = None,
         seed: int = 0,
         crop: bool = True,
         crop_padding: Annotated[int, NON_NEGATIVE] = 4,
@@ -123,6 +126,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.folder = Path(data_dir).expanduser() / FOLDER
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
+        self.train_size = train_size
         self.crop, self.crop_padding, self.flip = crop, crop_padding, flip
         self.cutout, self.imbalance_ratio = cutout, imbalance_ratio
         self.resize = resize
@@ -198,6 +202,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             train_idx, val_idx = long_tailed_split(
                 labels, order, self.val_size, self.imbalance_ratio, self.num_classes
             )
+        if self.train_size is not None:
+            train_idx = self._balanced_subset(train_idx, labels)
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
         self.val_set = TensorBatches(images[val_idx], labels[val_idx]) if self.has_val else None
         test_x, test_y = _read_batch(self.folder / "test_batch")
@@ -207,6 +213,22 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
         if self.imbalance_ratio is not None:
             self.record.update(imbalance_ratio=self.imbalance_ratio, class_counts=self.class_counts)
+
+    def _balanced_subset(self, train_idx: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The first ``train_size / num_classes`` indices of each class, in their order."""
+        per_class, extra = divmod(self.train_size, self.num_classes)
+        fewest = int(torch.bincount(labels[train_idx], minlength=self.num_classes).min())
+        if extra or self.imbalance_ratio is not None or per_class > fewest:
+            raise FmlabError(
+                f"data.train_size={self.train_size} cannot be drawn class-balanced: it must be a "
+                f"multiple of the {self.num_classes} classes, at most {fewest * self.num_classes} "
+                "(the smallest class of the training split times the classes), and without "
+                "data.imbalance_ratio. Pick such a size, or null for the whole training split."
+            )
+        keep = torch.cat(
+            [train_idx[labels[train_idx] == c][:per_class] for c in range(self.num_classes)]
+        )
+        return keep.sort().values  # not grouped by class
 
     def _verify(self) -> dict:
         """md5 of every file against the official release; a mismatch warns but does not stop:
