@@ -222,3 +222,11 @@ def test_train_size_keeps_a_class_balanced_labelled_subset(synthetic_data):
     assert torch.equal(dm.val_set.tensors[1], full.val_set.tensors[1])  # the same held-out images
     with pytest.raises(FmlabError, match="train_size=55 cannot be drawn class-balanced"):
         CIFAR10DataModule(str(synthetic_data), val_size=40, train_size=55).setup()
+
+
+def test_lite0_weights_into_another_efficientnet_are_refused():
+    # B0 has the blocks of Lite0 plus squeeze-excitation: the renamed tensors fit, the SE ones lack.
+    with pytest.raises(FmlabError, match="does not fit timm's 'efficientnet_b0'"):
+        TimmNet("efficientnet_b0", num_classes=10, pretrained=lite0_file())
+    with pytest.raises(FmlabError, match="other EfficientNet variant|no matching tensor"):
+        TimmNet("efficientnet_b1", num_classes=10, pretrained=lite0_file())
