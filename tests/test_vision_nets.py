@@ -26,6 +26,7 @@ PAPER_PARAMS = {
     "vgg11": 9.2e6,  # kuangliu/pytorch-cifar VGG('VGG11') 9.23M
     "vgg16": 14.7e6,  # kuangliu/pytorch-cifar VGG('VGG16') 14.73M
     "mobilenetv2": 2.24e6,  # Sandler et al. 2018 Table 2, CIFAR strides, 10-way head
+    "efficientnet_b0": 4.02e6,  # Tan & Le 2019 Table 1 (5.3M at 1000 classes), 10-way head
     "vit": 6.3e6,  # omihub777/ViT-CIFAR
     "resnet9": 6.57e6,  # Page 2018 (Myrtle.ai DAWNBench ResNet-9)
 }

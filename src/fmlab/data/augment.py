@@ -50,3 +50,9 @@ def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
     cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
     inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
     return x.masked_fill(inside, 0.0)  # inside: (B, 1, H, W), broadcast over channels
+
+
+def resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Bilinear resize to ``side``×``side`` (e.g. 32 → 224 for an ImageNet-pretrained net), as
+    float pixels: interpolation is not defined on uint8 on every device."""
+    return F.interpolate(x.float(), size=(side, side), mode="bilinear", align_corners=False)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
-from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip
+from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
 from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
 from fmlab.data.imbalance import long_tailed_split
 from fmlab.errors import FmlabError
@@ -86,10 +86,13 @@ def _md5(path: Path) -> str:
 
 class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10 as uint8 tensors; crop, flip, normalisation and cutout run batched after device
-    transfer.
+    transfer. ``resize`` scales every image (training and evaluation) to that side after crop and
+    flip, for nets pretrained at another resolution (ImageNet's 224).
 
     ``val_size`` images are carved from the 50,000 training images by a permutation that depends
-    only on ``split_seed`` (0: no validation split). ``seed`` fixes the order of training batches.
+    only on ``split_seed`` (0: no validation split). ``train_size`` keeps that many labelled
+    training images, the same number per class, the first ones of that permutation (e.g. 1000 for
+    a few-label transfer study; None: all). ``seed`` fixes the order of training batches.
     ``imbalance_ratio`` makes the training set long-tailed (``fmlab.data.imbalance``; the
     validation split is then class-balanced, the test set is untouched); ``sampling:
     class_balanced`` re-samples it so that every class is drawn equally often.
@@ -104,11 +107,13 @@ class CIFAR10DataModule(L.LightningDataModule):
         eval_batch_size: Annotated[int, AT_LEAST_ONE] = 1000,
         val_size: Annotated[int, NON_NEGATIVE] = 5000,
         split_seed: int = 0,
+        train_size: Annotated[int, AT_LEAST_ONE] | None = None,
         seed: int = 0,
         crop: bool = True,
         crop_padding: Annotated[int, NON_NEGATIVE] = 4,
         flip: bool = True,
         cutout: Annotated[int, NON_NEGATIVE] = 0,
+        resize: Annotated[int, AT_LEAST_ONE] | None = None,
         imbalance_ratio: Annotated[float, Range(ge=1.0)] | None = None,
         sampling: str = "uniform",
         mean: tuple[float, float, float] = CIFAR10_MEAN,
@@ -121,8 +126,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.folder = Path(data_dir).expanduser() / FOLDER
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
+        self.train_size = train_size
         self.crop, self.crop_padding, self.flip = crop, crop_padding, flip
         self.cutout, self.imbalance_ratio = cutout, imbalance_ratio
+        self.resize = resize
         if sampling not in SAMPLING:
             raise FmlabError(f"data.sampling={sampling!r}: use one of {list(SAMPLING)}.")
         self.sampling = sampling
@@ -195,6 +202,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             train_idx, val_idx = long_tailed_split(
                 labels, order, self.val_size, self.imbalance_ratio, self.num_classes
             )
+        if self.train_size is not None:
+            train_idx = self._balanced_subset(train_idx, labels)
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
         self.val_set = TensorBatches(images[val_idx], labels[val_idx]) if self.has_val else None
         test_x, test_y = _read_batch(self.folder / "test_batch")
@@ -204,6 +213,22 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
         if self.imbalance_ratio is not None:
             self.record.update(imbalance_ratio=self.imbalance_ratio, class_counts=self.class_counts)
+
+    def _balanced_subset(self, train_idx: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The first ``train_size / num_classes`` indices of each class, in their order."""
+        per_class, extra = divmod(self.train_size, self.num_classes)
+        fewest = int(torch.bincount(labels[train_idx], minlength=self.num_classes).min())
+        if extra or self.imbalance_ratio is not None or per_class > fewest:
+            raise FmlabError(
+                f"data.train_size={self.train_size} cannot be drawn class-balanced: it must be a "
+                f"multiple of the {self.num_classes} classes, at most {fewest * self.num_classes} "
+                "(the smallest class of the training split times the classes), and without "
+                "data.imbalance_ratio. Pick such a size, or null for the whole training split."
+            )
+        keep = torch.cat(
+            [train_idx[labels[train_idx] == c][:per_class] for c in range(self.num_classes)]
+        )
+        return keep.sort().values  # not grouped by class
 
     def _verify(self) -> dict:
         """md5 of every file against the official release; a mismatch warns but does not stop:
@@ -277,6 +302,10 @@ class CIFAR10DataModule(L.LightningDataModule):
                 x = random_crop(x, self.crop_padding)
             if self.flip:
                 x = random_flip(x)
+        if self.resize is not None:
+            # After crop and flip, which move whole 32×32 pixels; cutout, below, counts pixels of
+            # the resized image.
+            x = resize(x, self.resize)  # (B, 3, resize, resize) float pixels in [0, 255]
         if x.device not in self._stats:
             self._stats[x.device] = normalizer(self.mean, self.std, x.device)
         x = normalize(x, *self._stats[x.device])

@@ -2,6 +2,7 @@
 
 from fmlab.nets.convnet import ConvNet
 from fmlab.nets.dcgan import DCGAN, Discriminator, Generator
+from fmlab.nets.efficientnet import EfficientNetB0
 from fmlab.nets.gpt import GPT
 from fmlab.nets.mobilenetv2 import MobileNetV2
 from fmlab.nets.resnet import ResNet
@@ -18,6 +19,7 @@ __all__ = [
     "VGG",
     "ConvNet",
     "Discriminator",
+    "EfficientNetB0",
     "Generator",
     "MobileNetV2",
     "RecurrentLM",
