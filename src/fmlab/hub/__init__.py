@@ -1,0 +1,9 @@
+"""The Hugging Face ecosystem: its models as fmlab nets, fmlab's GPT as its GPT-2, LoRA adapters.
+
+The only modules that import transformers and peft, and only inside functions: fmlab-train
+--help and every run that uses none of them load neither.
+"""
+
+from fmlab.hub.models import HFCausalLM
+
+__all__ = ["HFCausalLM"]
