@@ -127,7 +127,10 @@ def job(run: Callable, cfg):
         else:
             raise
     except InstantiationException as err:
-        log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
+        if isinstance(err.__cause__, FmlabError):  # a constructor's own message names the fix
+            log.error("%s", err.__cause__)
+        else:
+            log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         log.error(

@@ -183,7 +183,8 @@ def tokenizer_from_dict(data: dict):
     if data["kind"] == "hf":
         from tokenizers import Tokenizer
 
-        return HFTokenizer(Tokenizer.from_str(data["json"]), data["name_or_path"], data["eos_token"])
+        backend = Tokenizer.from_str(data["json"])
+        return HFTokenizer(backend, data["name_or_path"], data["eos_token"])
     if data["kind"] == "tiktoken":
         from fmlab.data.gpt2_bpe import TiktokenTokenizer
 

@@ -48,7 +48,8 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.format == "safetensors" and not cfg.merge_lora:
         prefix = "net."
-        state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        state = checkpoint["state_dict"]
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         save_safetensors(state, out / "model.safetensors")
     else:
         from fmlab.sample import load_language_model

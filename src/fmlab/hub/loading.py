@@ -9,7 +9,8 @@ from fmlab.errors import FmlabError
 
 def offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it: set and not 0/false/no/off."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
 
 
 def from_pretrained(auto_class, name_or_path: str, key: str, prefix: str = "", **kwargs):
@@ -20,8 +21,8 @@ def from_pretrained(auto_class, name_or_path: str, key: str, prefix: str = "", *
     local = folder.is_dir()
     if not local and (name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1):
         raise FmlabError(
-            f"{key}={prefix}{name_or_path} is not a folder. Pass the folder that save_pretrained wrote "
-            "(it holds config.json), or a Hugging Face hub id such as openai-community/gpt2."
+            f"{key}={prefix}{name_or_path} is not a folder. Pass the folder that save_pretrained "
+            "wrote (it holds config.json), or a Hugging Face hub id such as openai-community/gpt2."
         )
     try:
         return auto_class.from_pretrained(
@@ -43,7 +44,8 @@ def from_pretrained(auto_class, name_or_path: str, key: str, prefix: str = "", *
             else f"it could not be fetched ({str(err).splitlines()[0]})"
         )
         raise FmlabError(
-            f"{key}={prefix}{name_or_path} is not in the Hugging Face cache ({HF_HUB_CACHE}) and {why}. "
+            f"{key}={prefix}{name_or_path} is not in the Hugging Face cache ({HF_HUB_CACHE}) "
+            f"and {why}. "
             "Provide it as a folder: on a machine that reaches the hub run "
             f"`AutoModel.from_pretrained({name_or_path!r}).save_pretrained(DIR)` (and the same "
             f"for its tokenizer), copy DIR here and pass {key}={prefix}DIR."

@@ -35,7 +35,8 @@ class HFCausalLM(nn.Module):
         if positions is not None and block_size > positions:
             raise FmlabError(
                 f"data.block_size={block_size} is longer than the {positions} positions "
-                f"model.name_or_path={name_or_path!r} was made for; set data.block_size<={positions}."
+                f"model.name_or_path={name_or_path!r} was made for; set "
+                f"data.block_size<={positions}."
             )
         self.name_or_path, self.vocab_size, self.block_size = name_or_path, vocab_size, block_size
 
