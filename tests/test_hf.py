@@ -232,3 +232,56 @@ def test_a_hub_id_offline_and_not_cached_is_one_clear_error(synthetic_text, tmp_
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HF_HUB_OFFLINE", "1")
             HFCausalLM("fmlab-test/no-such-model", vocab_size=65, block_size=16)
+
+
+def hf_classifier_folder(folder, texts: list[str]) -> str:
+    """A tiny GPT-2 with a fast tokenizer trained on ``texts``, as save_pretrained writes them."""
+    from fmlab.data.tokenizer import BPETokenizer
+
+    bpe = BPETokenizer.train("\n".join(texts), vocab_size=300, eot=True)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=bpe.tokenizer._tokenizer, eos_token="<|endoftext|>"
+    )
+    tokenizer.save_pretrained(folder)
+    config = transformers.GPT2Config(
+        vocab_size=bpe.vocab_size, n_positions=64, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(tmp_path):
+    words = {"pos": "good sweet love day", "neg": "bad sour hate night"}
+    lines = [
+        f"{label}\t" + " ".join(words[label].split()[(i + j) % 4] for j in range(6))
+        for i in range(40)
+        for label in words
+    ]
+    (tmp_path / "labels.tsv").write_text("\n".join(lines) + "\n")
+    model = hf_classifier_folder(tmp_path / "model", [line.split("\t")[1] for line in lines])
+    run_dir = tmp_path / "run"
+    run_cli(
+        "fmlab-train",
+        "data=labelled_text",
+        f"data.path={tmp_path / 'labels.tsv'}",
+        f"data.tokenizer=hf:{model}",
+        "data.max_length=16",
+        "data.batch_size=16",
+        "model=hf_sequence_classifier",
+        f"model.name_or_path={model}",
+        "optimizer=adamw",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        env=OFFLINE,
+    )
+    record = json.loads((run_dir / "results.json").read_text())
+    assert {"test/acc", "val/acc"} <= set(record["metrics"])
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["state_dict"]["net.model.score.weight"].shape == (2, 32)  # a new 2-class head
+    states = [v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
+    assert states[0]["tokenizer"]["kind"] == "hf"  # the checkpoint decodes without the folder

@@ -4,6 +4,6 @@ The only modules that import transformers and peft, and only inside functions: f
 --help and every run that uses none of them load neither.
 """
 
-from fmlab.hub.models import HFCausalLM
+from fmlab.hub.models import HFCausalLM, HFSequenceClassifier
 
-__all__ = ["HFCausalLM"]
+__all__ = ["HFCausalLM", "HFSequenceClassifier"]
