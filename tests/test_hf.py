@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 from conftest import run_cli
+from omegaconf import OmegaConf
 
 from fmlab.data.tokenizer import tokenizer_from_dict
 from fmlab.errors import FmlabError
+from fmlab.hub.export import export
 from fmlab.hub.gpt2 import to_gpt2
 from fmlab.hub.lora import apply_lora, merge_lora
 from fmlab.hub.models import HFCausalLM
@@ -48,11 +50,11 @@ HF_RUN = [  # the recipe, shrunk
 GPT_LINEARS = "[c_attn,c_proj,mlp.0,mlp.2]"
 
 
-def export_cli(*args: str, cwd, check: bool = True):
+def export_cli(*args: str, cwd):
     """fmlab-export as its console script runs it (the script exists once fmlab is reinstalled)."""
     command = [sys.executable, "-c", "from fmlab.cli import export; export()", *args]
     proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
+    if proc.returncode != 0:
         said = (proc.stdout + proc.stderr)[-4000:]
         raise AssertionError(f"fmlab-export {args} exited {proc.returncode}:\n{said}")
     return proc
@@ -158,14 +160,14 @@ def test_lora_trains_only_the_adapters_and_merged_export_keeps_the_logits(runs):
     assert 0 < record["trainable_params"] < record["total_params"]
     assert len(record["base_sha256"]) == 64
 
-    ckpt = lora_run / "checkpoints" / "last.ckpt"
-    refused = export_cli(f"ckpt_path={ckpt}", f"out={root / 'x'}", cwd=root, check=False)
-    said = refused.stdout + refused.stderr
-    assert refused.returncode != 0 and "Pass merge_lora=true" in said and "Traceback" not in said
-
-    out = root / "merged"
-    run_dir = f"hydra.run.dir={root / 'e2'}"
-    export_cli(f"ckpt_path={ckpt}", f"out={out}", "merge_lora=true", run_dir, cwd=root)
+    # fmlab-export's job in this process (the test above runs its command line).
+    ckpt, out = lora_run / "checkpoints" / "last.ckpt", root / "merged"
+    settings = {"ckpt_path": str(ckpt), "out": str(out), "format": "hf", "merge_lora": False}
+    with pytest.raises(FmlabError, match="Pass merge_lora=true"):
+        export(OmegaConf.create(settings))
+    export(OmegaConf.create({**settings, "merge_lora": True}))
+    with pytest.raises(FmlabError, match="has no LoRA adapters"):
+        export(OmegaConf.create({**settings, "ckpt_path": str(full_ckpt), "merge_lora": True}))
     net, tokenizer, block_size = load_language_model(ckpt, "cpu")  # adapters in place
     model = transformers.GPT2LMHeadModel.from_pretrained(out, local_files_only=True).eval()
     idx = torch.as_tensor(tokenizer.encode("JULIET:\nThou art my love.\n"))[None, :block_size]
@@ -173,23 +175,28 @@ def test_lora_trains_only_the_adapters_and_merged_export_keeps_the_logits(runs):
         torch.testing.assert_close(model(idx).logits, net(idx)[0], atol=1e-5, rtol=1e-5)
 
 
-def tiny_gpt2(folder) -> str:
-    config = transformers.GPT2Config(
-        vocab_size=96, n_positions=32, n_embd=32, n_layer=1, n_head=2, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
-    return str(folder)
+def test_safetensors_export_is_the_plain_state_dict_of_any_net(runs):
+    from safetensors.torch import load_file
+
+    root, ckpt, _ = runs
+    out = root / "plain"
+    settings = {"ckpt_path": str(ckpt), "out": str(out), "format": "safetensors"}
+    settings["merge_lora"] = False
+    export(OmegaConf.create(settings))
+    saved = load_file(out / "model.safetensors")
+    net, _, _ = load_language_model(ckpt, "cpu")
+    assert saved.keys() == net.state_dict().keys()  # the net's own names: no task prefix
+    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items())
 
 
+@pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False:UserWarning")  # GPT-2's Conv1D
 @pytest.mark.parametrize("kind", ["fmlab_gpt", "hf_gpt2"])
-def test_a_lora_step_changes_only_adapters_and_merging_keeps_the_outputs(kind, tmp_path):
+def test_a_lora_step_changes_only_adapters_and_merging_keeps_the_outputs(kind, hf_model_dir):
     if kind == "fmlab_gpt":
         torch.manual_seed(0)
         net, targets = GPT(96, 32, n_layer=1, n_head=2, n_embd=32), GPT_LINEARS[1:-1].split(",")
     else:  # GPT-2's Conv1D layers: peft adapts them with fan_in_fan_out
-        net, targets = HFCausalLM(tiny_gpt2(tmp_path), 96, 32), ["c_attn", "c_proj", "c_fc"]
+        net, targets = HFCausalLM(str(hf_model_dir), 96, 32), ["c_attn", "c_proj", "c_fc"]
     record = apply_lora(net, r=4, alpha=8, dropout=0.0, target_modules=targets)
     trainable = {n for n, p in net.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
@@ -234,25 +241,7 @@ def test_a_hub_id_offline_and_not_cached_is_one_clear_error(synthetic_text, tmp_
             HFCausalLM("fmlab-test/no-such-model", vocab_size=65, block_size=16)
 
 
-def hf_classifier_folder(folder, texts: list[str]) -> str:
-    """A tiny GPT-2 with a fast tokenizer trained on ``texts``, as save_pretrained writes them."""
-    from fmlab.data.tokenizer import BPETokenizer
-
-    bpe = BPETokenizer.train("\n".join(texts), vocab_size=300, eot=True)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe.tokenizer._tokenizer, eos_token="<|endoftext|>"
-    )
-    tokenizer.save_pretrained(folder)
-    config = transformers.GPT2Config(
-        vocab_size=bpe.vocab_size, n_positions=64, n_embd=32, n_layer=1, n_head=2,
-        bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
-    return str(folder)
-
-
-def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(tmp_path):
+def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(hf_model_dir, tmp_path):
     words = {"pos": "good sweet love day", "neg": "bad sour hate night"}
     lines = [
         f"{label}\t" + " ".join(words[label].split()[(i + j) % 4] for j in range(6))
@@ -260,7 +249,7 @@ def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(tmp_path):
         for label in words
     ]
     (tmp_path / "labels.tsv").write_text("\n".join(lines) + "\n")
-    model = hf_classifier_folder(tmp_path / "model", [line.split("\t")[1] for line in lines])
+    model = hf_model_dir  # a causal LM's folder: a new classification head goes on top
     run_dir = tmp_path / "run"
     run_cli(
         "fmlab-train",
