@@ -260,6 +260,7 @@ def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(hf_model_dir
         "data.batch_size=16",
         "model=hf_sequence_classifier",
         f"model.name_or_path={model}",
+        "task.lora.target_modules=[c_attn]",  # the adapters and the new head train, nothing else
         "optimizer=adamw",
         "trainer=cpu",
         "trainer.max_epochs=1",
@@ -271,6 +272,13 @@ def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(hf_model_dir
     record = json.loads((run_dir / "results.json").read_text())
     assert {"test/acc", "val/acc"} <= set(record["metrics"])
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["state_dict"]["net.model.score.weight"].shape == (2, 32)  # a new 2-class head
+    weights = checkpoint["state_dict"]
+    assert weights["net.model.score.weight"].shape == (2, 32)  # a new 2-class head
+    base = transformers.GPT2LMHeadModel.from_pretrained(model, local_files_only=True).state_dict()
+    attn, mlp = "transformer.h.0.attn.c_attn", "transformer.h.0.mlp.c_fc.weight"
+    assert torch.equal(weights[f"net.model.{attn}.base_layer.weight"], base[f"{attn}.weight"])
+    assert torch.equal(weights[f"net.model.{mlp}"], base[mlp])  # frozen
+    lora = record["lora"]
+    assert lora["trainable_params"] == 2 * 32 + 8 * 32 + 96 * 8  # head (no bias), A, B (r=8)
     states = [v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
     assert states[0]["tokenizer"]["kind"] == "hf"  # the checkpoint decodes without the folder

@@ -28,10 +28,16 @@ def weights_sha256(net: nn.Module) -> str:
 
 
 def apply_lora(
-    net: nn.Module, r: int, alpha: float, dropout: float, target_modules: list[str]
+    net: nn.Module,
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules: list[str],
+    also_train: tuple[str, ...] = (),
 ) -> dict:
-    """Adapters on the layers named ``target_modules``; only they train. Returns the record:
-    the settings, the base's hash, trainable and total parameter counts."""
+    """Adapters on the layers named ``target_modules``; only they train, and the modules named
+    in ``also_train`` (a classifier's new head). Returns the record: the settings, the base's
+    hash, trainable and total parameter counts."""
     from peft import LoraConfig, inject_adapter_in_model
 
     if r < 1:
@@ -52,7 +58,7 @@ def apply_lora(
             f"{', '.join(linears)} (fmlab's GPT: c_attn, c_proj, mlp.0, mlp.2)."
         ) from None
     for name, p in net.named_parameters():
-        p.requires_grad_("lora_" in name)
+        p.requires_grad_("lora_" in name or any(name.startswith(m + ".") for m in also_train))
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = sum(p.numel() for p in net.parameters())
     log.info("LoRA: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total)
@@ -84,6 +90,9 @@ def merge_lora(net: nn.Module) -> nn.Module:
 
 
 def lora_settings(task_config: dict | None) -> dict | None:
-    """The ``task.lora`` of a run config when it asks for adapters, else None."""
+    """The ``task.lora`` of a run config when it asks for adapters (as plain values, for the
+    checkpoint's hyper-parameters), else None."""
     lora = (task_config or {}).get("lora")
-    return dict(lora) if lora and lora.get("target_modules") else None
+    if not lora or not lora.get("target_modules"):
+        return None
+    return {**lora, "target_modules": [str(m) for m in lora["target_modules"]]}

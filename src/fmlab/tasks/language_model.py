@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from fmlab.flops import mfu
-from fmlab.hub.lora import apply_lora
+from fmlab.hub.lora import apply_lora, lora_settings
 from fmlab.tasks.base import Task
 from fmlab.tasks.classification import OptimizerFactory, SchedulerFactory
 
@@ -30,10 +30,7 @@ class LanguageModel(Task):
         lora: dict | None = None,
     ) -> None:
         super().__init__()
-        if lora and lora.get("target_modules"):  # plain values: the checkpoint keeps them
-            lora = {**lora, "target_modules": [str(m) for m in lora["target_modules"]]}
-        else:
-            lora = None
+        lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         # LoRA: adapters on the named layers, the rest frozen; the record goes into results.json.
         self.run_record = {"lora": apply_lora(net, **lora)} if lora else {}
