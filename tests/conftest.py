@@ -245,3 +245,28 @@ def write_tiktoken_file(path: Path) -> Path:
     tokens = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"\xe4\xb8"]
     path.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for r, t in enumerate(tokens)))
     return path
+
+
+@pytest.fixture(scope="session")
+def hf_model_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2 (1 layer, width 32, 256 positions) and its fast byte-level BPE tokenizer
+    (300 ids, trained on the synthetic play's words), as save_pretrained writes them: the
+    Hugging Face model of the tests, built here because none can be downloaded."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from fmlab.data.tokenizer import EOT, BPETokenizer
+
+    folder = tmp_path_factory.mktemp("hf_model")
+    text = write_text_corpus(folder / "corpus.txt", 5_000).read_text()
+    bpe = BPETokenizer.train(text, vocab_size=300, eot=True)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe.tokenizer._tokenizer)
+    fast.eos_token = EOT
+    fast.save_pretrained(folder)
+    config = transformers.GPT2Config(
+        vocab_size=bpe.vocab_size, n_positions=256, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

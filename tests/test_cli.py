@@ -21,6 +21,7 @@ with contextlib.redirect_stdout(out):
     except SystemExit:
         pass
 heavy = ("torch", "lightning", "torchmetrics", "wandb", "optuna", "submitit")
+heavy += ("transformers", "peft")
 print(json.dumps({"loaded": [m for m in heavy if m in sys.modules], "out": out.getvalue()}))
 """
 

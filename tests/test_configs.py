@@ -29,10 +29,14 @@ def test_groups_have_their_options():
 # Models that read text, composed with text data (the default data set is CIFAR-10).
 TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny_shakespeare"}
 TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
+TEXT_DATA |= {"hf_causal_lm": "tiny_shakespeare", "hf_sequence_classifier": "labelled"}
 
 
-def stand_ins(experiment: str, data: Path) -> list[str]:
-    """Data no test can hold (OpenWebText, GPT-2's BPE files), stood in for by small files."""
+def stand_ins(experiment: str, data: Path, request) -> list[str]:
+    """Data no test can hold (OpenWebText, GPT-2's BPE files), stood in for by small files, and
+    Hugging Face models by a tiny one."""
+    if experiment.startswith("hf_"):
+        return [f"model.name_or_path={request.getfixturevalue('hf_model_dir')}"]
     if experiment == "gpt2_owt":
         bpe = write_tiktoken_file(data / "small.tiktoken")
         return [
@@ -43,9 +47,9 @@ def stand_ins(experiment: str, data: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic_text):
+def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic_text, request):
     overrides = [f"experiment={experiment}", f"paths.data_dir={synthetic_text}", "logger=csv"]
-    cfg = compose_cfg("train", overrides + stand_ins(experiment, synthetic_text))
+    cfg = compose_cfg("train", overrides + stand_ins(experiment, synthetic_text, request))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     datamodule, task = build(cfg)
     assert isinstance(task, L.LightningModule)
@@ -57,8 +61,11 @@ def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic
 @pytest.mark.parametrize(
     ("group", "option"), [(g, o) for g, options in OPTIONS.items() for o in options]
 )
-def test_every_option_composes(group, option, compose_cfg, synthetic_text, tmp_path):
+def test_every_option_composes(group, option, compose_cfg, synthetic_text, tmp_path, request):
     overrides = [f"{group}={option}", f"paths.data_dir={synthetic_text}"]
+    if option.startswith("hf_"):  # a tiny Hugging Face model, tokenising its data too
+        model = request.getfixturevalue("hf_model_dir")
+        overrides += [f"model.name_or_path={model}", f"data.tokenizer=hf:{model}"]
     if group == "model" and option in TASK_OF_MODEL:
         overrides.append(f"task={TASK_OF_MODEL[option]}")
     if TEXT_DATA.get(option) == "tiny_shakespeare":

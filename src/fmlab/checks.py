@@ -129,8 +129,8 @@ def job(run: Callable, cfg):
     except InstantiationException as err:
         if isinstance(err.__cause__, FmlabError):  # a constructor's own paragraph says it all
             log.error("%s", err.__cause__)
-            raise SystemExit(1) from None
-        log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
+        else:
+            log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         log.error(

@@ -1,5 +1,5 @@
-"""The console scripts fmlab-train, fmlab-eval, fmlab-sample and fmlab-prepare: Hydra apps over
-conf/.
+"""The console scripts fmlab-train, fmlab-eval, fmlab-sample, fmlab-prepare and fmlab-export: Hydra
+apps over conf/.
 
 Only Hydra and OmegaConf load before the command line is parsed; torch and Lightning load when a
 job starts. `--help`, `--cfg job`, `--info` and every TAB of Hydra's shell completion run this far
@@ -46,6 +46,13 @@ def _prepare(cfg: DictConfig) -> None:
     checks.job(prepare_job, cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+def _export(cfg: DictConfig) -> None:
+    from fmlab.hub.export import export
+
+    checks.job(export, cfg)
+
+
 def train() -> float | None:
     return checks.cli(_train, "fmlab-train")
 
@@ -60,3 +67,7 @@ def sample() -> None:
 
 def prepare() -> None:
     checks.cli(_prepare, "fmlab-prepare")
+
+
+def export() -> None:
+    checks.cli(_export, "fmlab-export")

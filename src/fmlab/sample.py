@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from fmlab.data.tokenizer import tokenizer_from_dict
 from fmlab.errors import FmlabError
 from fmlab.evaluate import load_checkpoint
+from fmlab.hub.lora import apply_lora, lora_settings
 from fmlab.train import build_net
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ def load_language_model(path: Path, device: str):
     block_size = config["data"]["block_size"]
     data = SimpleNamespace(net_args={"vocab_size": tokenizer.vocab_size, "block_size": block_size})
     net = build_net(OmegaConf.create(config["model"]), data)
+    if lora := lora_settings(config.get("task")):  # adapters in place, as the task trained them
+        apply_lora(net, **lora)
     prefix = "net."
     net.load_state_dict(
         {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

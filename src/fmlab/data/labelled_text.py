@@ -1,6 +1,7 @@
 """Labelled text for sequence classification: ``label<TAB>text`` lines in one file, or a folder
 with one sub-folder per class holding a text file per example. Character-tokenised, padded on the
-right to a (N, max_length) id tensor, served by the same batch-at-a-time loaders as CIFAR-10."""
+right to a (N, max_length) id tensor, served by the same batch-at-a-time loaders as CIFAR-10.
+``tokenizer=hf:<name_or_path>`` tokenises by a Hugging Face model's own tokenizer instead."""
 
 import hashlib
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader
 from fmlab.constraints import AT_LEAST_ONE, FRACTION
 from fmlab.data.batches import BatchIndices, TensorBatches
 from fmlab.data.corpora import read_text
-from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizer import CharTokenizer, HFTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 
@@ -57,8 +58,16 @@ class LabelledTextDataModule(L.LightningDataModule):
         seed: int = 0,
         encoding: str = "utf-8",
         encoding_errors: Literal["strict", "replace", "ignore"] = "strict",
+        tokenizer: str = "char",
     ) -> None:
         super().__init__()
+        if tokenizer != "char" and not (tokenizer.startswith("hf:") and len(tokenizer) > 3):
+            raise FmlabError(
+                f"data.tokenizer={tokenizer!r}: use char (from the training texts) or "
+                "hf:<name_or_path> (a Hugging Face model's own: a save_pretrained folder or a hub "
+                "id)."
+            )
+        self.tokenizer_name = tokenizer
         self.path, self.max_length = Path(path).expanduser(), max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -127,6 +136,8 @@ class LabelledTextDataModule(L.LightningDataModule):
         }
         if self._given.get("tokenizer"):
             self.tokenizer = tokenizer_from_dict(self._given["tokenizer"])
+        elif self.tokenizer_name.startswith("hf:"):
+            self.tokenizer = HFTokenizer.load(self.tokenizer_name[3:])
         else:
             self.tokenizer = CharTokenizer.train("".join(pairs[i][1] for i in parts["train"]))
         for split, idx in parts.items():
@@ -145,7 +156,9 @@ class LabelledTextDataModule(L.LightningDataModule):
         pad = self.tokenizer.vocab_size
         ids = torch.full((len(pairs), self.max_length), pad, dtype=torch.long)  # (N, max_length)
         for row, (_, text) in enumerate(pairs):
-            encoded = torch.from_numpy(self.tokenizer.encode(text[: self.max_length]))
+            # max_length counts tokens: a character is at least one, so the cut text holds enough.
+            encoded = self.tokenizer.encode(text[: self.max_length])[: self.max_length]
+            encoded = torch.from_numpy(encoded)
             ids[row, : len(encoded)] = encoded
         labels = torch.tensor([self.classes.index(label) for label, _ in pairs])
         return TensorBatches(ids, labels)

@@ -22,14 +22,22 @@ import fmlab
 from fmlab.cache import _locked
 from fmlab.data import shards
 from fmlab.data.sources import Source, fingerprint, open_source
-from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 from fmlab.files import size, write_atomic
 
 log = logging.getLogger(__name__)
 FORMAT, VERSION = "fmlab-token-store", 1
 MANIFEST, PROGRESS = "manifest.json", "progress.json"
-TOKENIZERS = ("char", "bpe", "tiktoken")
+TOKENIZERS = ("char", "bpe", "tiktoken")  # and hf:<name_or_path>, a Hugging Face model's own
+
+
+def check_tokenizer(tokenizer: str) -> None:
+    if tokenizer not in TOKENIZERS and not (tokenizer.startswith("hf:") and len(tokenizer) > 3):
+        raise FmlabError(
+            f"data.tokenizer={tokenizer!r}: use char, bpe, tiktoken or hf:<name_or_path> (a Hugging"
+            " Face model's tokenizer: a save_pretrained folder or a hub id)."
+        )
 
 
 @dataclass
@@ -70,7 +78,8 @@ def ensure_store(spec: PrepareSpec) -> Path:
     key = {"settings": settings, "fingerprint": fingerprint(source.files)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() else "-" for c in Path(source.name).name)
-    folder = _cache_root(spec, source) / f"{slug}-{spec.tokenizer}-{digest}"
+    kind = spec.tokenizer.partition(":")[0]  # hf:<path> names no folder: its hash is the digest's
+    folder = _cache_root(spec, source) / f"{slug}-{kind}-{digest}"
     if not (folder / MANIFEST).is_file():
         with _locked(folder.parent / f"{folder.name}.lock", f"token store ({folder})"):
             if not (folder / MANIFEST).is_file():  # not built while this one waited
@@ -113,6 +122,8 @@ def store_settings(spec: PrepareSpec, source: Source) -> dict:
         settings["given_tokenizer_sha256"] = _sha256_json(spec.given_tokenizer)
     elif spec.tokenizer == "bpe":
         settings.update(bpe_vocab_size=spec.bpe_vocab_size, bpe_train_chars=spec.bpe_train_chars)
+    elif spec.tokenizer.startswith("hf:"):  # the tokenizer itself: its folder may change
+        settings["tokenizer_sha256"] = _sha256_json(HFTokenizer.load(spec.tokenizer[3:]).to_dict())
     elif spec.tokenizer == "tiktoken":
         from fmlab.data.gpt2_bpe import file_sha256
 
@@ -213,6 +224,8 @@ def train_tokenizer(spec: PrepareSpec, source: Source):
         from fmlab.data.gpt2_bpe import TiktokenTokenizer
 
         return TiktokenTokenizer.load(spec.tokenizer_file)
+    if spec.tokenizer.startswith("hf:"):
+        return HFTokenizer.load(spec.tokenizer[3:])
     log.info("Training the %s tokenizer on the training split of %s", spec.tokenizer, spec.corpus)
     if spec.tokenizer == "char":
         pieces = shards.chunks(source.pieces("train"))
@@ -233,8 +246,8 @@ def _first_chars(source: Source, limit: int):
 
 
 def _check(spec: PrepareSpec) -> None:
-    if spec.tokenizer not in TOKENIZERS and spec.given_tokenizer is None:
-        raise FmlabError(f"data.tokenizer={spec.tokenizer!r}: use char, bpe or tiktoken.")
+    if spec.given_tokenizer is None:
+        check_tokenizer(spec.tokenizer)
     for key in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(spec, key) < 1:
             raise FmlabError(f"data.{key}={getattr(spec, key)!r}: give a fraction in [0, 1).")

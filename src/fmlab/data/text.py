@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
 from fmlab.data.corpora import CORPORA
-from fmlab.data.prepare import PrepareSpec, ensure_store
+from fmlab.data.prepare import PrepareSpec, check_tokenizer, ensure_store
 from fmlab.data.store import Tokens, open_store
 from fmlab.errors import FmlabError
 
@@ -115,7 +115,7 @@ class TextDataModule(L.LightningDataModule):
         self,
         data_dir: str = "data",
         corpus: str = "tiny_shakespeare",
-        tokenizer: Literal["char", "bpe", "tiktoken"] = "char",
+        tokenizer: str = "char",  # char, bpe, tiktoken or hf:<name_or_path>
         bpe_vocab_size: Annotated[int, Range(ge=256)] = 4096,  # the 256 bytes, then merges
         bpe_train_chars: Annotated[int, AT_LEAST_ONE] = 200_000_000,
         tokenizer_file: str | None = None,
@@ -135,8 +135,7 @@ class TextDataModule(L.LightningDataModule):
         shard_tokens: Annotated[int, AT_LEAST_ONE] = 100_000_000,
     ) -> None:
         super().__init__()
-        if tokenizer not in ("char", "bpe", "tiktoken"):
-            raise FmlabError(f"data.tokenizer={tokenizer!r}: use char, bpe or tiktoken.")
+        check_tokenizer(tokenizer)
         self.data_dir, self.corpus, self.tokenizer_kind = (
             Path(data_dir).expanduser(),
             corpus,

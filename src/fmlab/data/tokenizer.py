@@ -106,7 +106,10 @@ class BPETokenizer:
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         # Encoded in chunks of whole lines (in parallel by the library); no token spans two chunks.
         chunks = [list(_chunks(t)) for t in texts]
-        encodings = iter(self.tokenizer.encode_batch([c for cs in chunks for c in cs]))
+        # No special tokens: a template that adds BOS/EOS (many hub tokenizers) would add them to
+        # every chunk; documents are separated by eot_id where the store asks for it.
+        pieces = [c for cs in chunks for c in cs]
+        encodings = iter(self.tokenizer.encode_batch(pieces, add_special_tokens=False))
         out = []
         for cs in chunks:
             ids = [np.asarray(next(encodings).ids, dtype=np.int64) for _ in cs]
@@ -118,6 +121,49 @@ class BPETokenizer:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "json": self.tokenizer.to_str()}
+
+
+class HFTokenizer(BPETokenizer):
+    """A Hugging Face model's own fast tokenizer (``data.tokenizer=hf:<name_or_path>``), kept as
+    its ``tokenizer.json`` text: a checkpoint decodes without the folder or the hub. Its
+    end-of-text id is the model's end-of-sequence token."""
+
+    kind = "hf"
+
+    def __init__(self, tokenizer, name_or_path: str, eos_token: str | None) -> None:
+        super().__init__(tokenizer)
+        self.name_or_path, self.eos_token = name_or_path, eos_token
+
+    @classmethod
+    def load(cls, name_or_path: str) -> "HFTokenizer":
+        from transformers import AutoTokenizer
+
+        from fmlab.errors import FmlabError
+        from fmlab.hub.loading import from_pretrained
+
+        loaded = from_pretrained(AutoTokenizer, name_or_path, "data.tokenizer", prefix="hf:")
+        backend = getattr(loaded, "backend_tokenizer", None)
+        if backend is None:
+            raise FmlabError(
+                f"data.tokenizer=hf:{name_or_path} is a {type(loaded).__name__}, a slow tokenizer "
+                "with no tokenizer.json; fmlab stores only fast ones. Save the model's fast "
+                "tokenizer (AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained)."
+            )
+        backend.no_truncation()
+        backend.no_padding()
+        return cls(backend, name_or_path, loaded.eos_token)
+
+    @property
+    def eot_id(self) -> int | None:
+        return self.tokenizer.token_to_id(self.eos_token) if self.eos_token else None
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "name_or_path": self.name_or_path,
+            "eos_token": self.eos_token,
+            "json": self.tokenizer.to_str(),
+        }
 
 
 def _chunks(text: str, lines: int = 1000):
@@ -134,6 +180,11 @@ def tokenizer_from_dict(data: dict):
         from tokenizers import Tokenizer
 
         return BPETokenizer(Tokenizer.from_str(data["json"]))
+    if data["kind"] == "hf":
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(data["json"])
+        return HFTokenizer(backend, data["name_or_path"], data["eos_token"])
     if data["kind"] == "tiktoken":
         from fmlab.data.gpt2_bpe import TiktokenTokenizer
 

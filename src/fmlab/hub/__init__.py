@@ -1,5 +1,9 @@
-"""Adapters to models from the ecosystem (timm), built from fmlab's configs like its own nets."""
+"""Models from the ecosystem built from fmlab's configs like its own nets (timm; Hugging Face
+models), fmlab's GPT as Hugging Face's GPT-2, and LoRA adapters. timm, transformers and peft are
+imported only inside functions: fmlab-train --help and every run that uses none of them load none.
+"""
 
+from fmlab.hub.models import HFCausalLM, HFSequenceClassifier
 from fmlab.hub.vision import TimmNet
 
-__all__ = ["TimmNet"]
+__all__ = ["HFCausalLM", "HFSequenceClassifier", "TimmNet"]

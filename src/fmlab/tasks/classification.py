@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fmlab import losses
 from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
+from fmlab.hub.lora import apply_lora, lora_settings
 from fmlab.tasks.base import Task
 from fmlab.transfer import head_name, in_head
 
@@ -53,8 +54,10 @@ class ImageClassifier(Task):
         freeze_backbone: bool = False,
         head_lr: Annotated[float, POSITIVE] | None = None,
         class_metrics: bool = False,
+        lora: dict | None = None,
     ) -> None:
         super().__init__()
+        lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         _check_choices(loss, class_weights, label_smoothing, scheduler_interval)
         self.net = net
@@ -73,6 +76,10 @@ class ImageClassifier(Task):
             for name, p in net.named_parameters():
                 p.requires_grad_(in_head(name, self.head))
         self.l1_params: list[nn.Parameter] = []  # filled by configure_optimizers when l1 > 0
+        # LoRA: adapters on the named layers; the head, this data's classes, trains beside them.
+        self.run_record = {}
+        if lora:
+            self.run_record["lora"] = apply_lora(net, **lora, also_train=(head_name(net),))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

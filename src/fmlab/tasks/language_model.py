@@ -1,5 +1,5 @@
 """Language modelling: any net with ``forward(idx, targets) -> (logits, loss)`` (GPT, RNN, LSTM,
-GRU) trained on next-token prediction."""
+GRU, a Hugging Face causal LM) trained on next-token prediction, all weights or LoRA adapters."""
 
 import math
 import time
@@ -9,6 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from fmlab.flops import mfu
+from fmlab.hub.lora import apply_lora, lora_settings
 from fmlab.tasks.base import Task
 from fmlab.tasks.classification import OptimizerFactory, SchedulerFactory
 
@@ -22,10 +23,17 @@ class LanguageModel(Task):
     known peak) over the steps since the last written one, and ``throughput()`` for the record."""
 
     def __init__(
-        self, net: nn.Module, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        lora: dict | None = None,
     ) -> None:
         super().__init__()
+        lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        # LoRA: adapters on the named layers, the rest frozen; the record goes into results.json.
+        self.run_record = {"lora": apply_lora(net, **lora)} if lora else {}
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
