@@ -4,6 +4,7 @@ tokens of tiny-shakespeare are those the in-memory path gives."""
 import gzip
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from conftest import REAL_DATA, write_text_corpus, write_tiktoken_file
 from fmlab.data import shards, sources
 from fmlab.data.gpt2_bpe import TiktokenTokenizer
 from fmlab.data.prepare import PrepareSpec, ensure_store
+from fmlab.data.text import TextDataModule
 from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
@@ -268,3 +270,26 @@ def test_fmlab_prepare_prints_the_store_and_its_summary(tmp_path):
     assert (Path(folder) / "manifest.json").is_file()
     assert train.startswith("train: 4,500 tokens") and val.startswith("val: 500 tokens")
     assert "MB/s" in speed
+
+
+def test_fmlab_prepare_composes_an_experiment_as_fmlab_train_does(tmp_path):
+    """The store of `fmlab-prepare experiment=X` is the one `fmlab-train experiment=X` reads; a
+    data config that is not text is refused in one paragraph."""
+    write_text_corpus(tmp_path / "tinyshakespeare" / "input.txt", chars=5_000)
+    env = {**os.environ, "FMLAB_DATA_DIR": str(tmp_path), "FMLAB_ROOT": str(tmp_path)}
+
+    def prepare(*overrides: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", "from fmlab.cli import prepare; prepare()", *overrides]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+
+    proc = prepare("experiment=gpt_shakespeare_bpe", "data.bpe_vocab_size=300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = Path(proc.stdout.splitlines()[0])
+    assert json.loads((folder / "manifest.json").read_text())["vocab_size"] == 300
+    data = TextDataModule(str(tmp_path), tokenizer="bpe", bpe_vocab_size=300)
+    assert data.net_args["vocab_size"] == 300 and data.record["store"] == str(folder)
+
+    refused = prepare("data=cifar10")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "data='fmlab.data.CIFAR10DataModule' is not one" in refused.stderr

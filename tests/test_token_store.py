@@ -73,7 +73,8 @@ def test_a_truncated_shard_or_odd_sized_bin_is_refused_by_name(tmp_path):
     manifest = {
         "format": "fmlab-token-store", "version": 1, "dtype": "uint16", "vocab_size": 100,
         "tokenizer": {"kind": "char", "chars": "".join(map(chr, range(32, 131)))},
-        "splits": {"train": {"tokens": 200, "shards": [{"file": "train-000000.bin", "tokens": 200}]}},
+        "splits": {"train": {"tokens": 200, "shards": [{"file": "train-000000.bin",
+                                                        "tokens": 200}]}},
     }  # fmt: skip
     (store / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
@@ -149,7 +150,8 @@ def test_a_crashed_language_model_resumes_with_the_windows_it_had_left(synthetic
 
     def train(run: str, *extra: str, check=True):
         return run_cli(
-            "fmlab-train", "experiment=gpt_shakespeare_char_cpu", f"paths.data_dir={synthetic_text}",
+            "fmlab-train", "experiment=gpt_shakespeare_char_cpu",
+            f"paths.data_dir={synthetic_text}",
             "data.block_size=16", "model.n_layer=1", "model.n_embd=32", "trainer.max_steps=10",
             "trainer.val_check_interval=10", "callbacks.step_checkpoint.every_n_train_steps=3",
             "trainer.deterministic=true", "logger=csv", f"hydra.run.dir={tmp_path / run}", *extra,

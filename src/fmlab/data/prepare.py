@@ -91,6 +91,13 @@ def prepare_job(cfg) -> Path:
     """fmlab-prepare: the store of ``cfg.data``, its folder and summary on stdout."""
     from omegaconf import OmegaConf
 
+    target = cfg.data.get("_target_", "")
+    if not target.endswith("TextDataModule") or "Labelled" in target:
+        raise FmlabError(
+            f"fmlab-prepare prepares text corpora for language models, and data={target!r} is "
+            "not one. Choose a text data config (data=tiny_shakespeare, data=wikitext2, "
+            "data.corpus=<your text>) or an experiment that trains on one."
+        )
     start = time.perf_counter()
     folder = ensure_store(PrepareSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True)))
     seconds = time.perf_counter() - start
