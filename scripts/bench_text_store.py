@@ -3,8 +3,9 @@
 1. Speed and sameness: `fmlab-train experiment=gpt_shakespeare_char_cpu` on tiny-shakespeare with
    this tree and with a baseline revision (default 41dfa4a, the last in-memory one), alternating,
    `--rounds` times each: ms/step and the final val/loss (the same windows give the same loss).
-2. Memory: peak RSS (/usr/bin/time) of `... data.corpus=<file> trainer.max_steps=20` on corpora of
-   `--sizes` MB made from tiny-shakespeare's lines, shuffled: how much each extra MB of text adds.
+2. Memory: peak RSS (/usr/bin/time) of `... data.corpus=<file> trainer.max_steps=20` (and 20
+   validation batches) on corpora of `--sizes` MB made from tiny-shakespeare's lines, shuffled:
+   how much each extra MB of text adds.
 
     python scripts/bench_text_store.py                     # both parts
     python scripts/bench_text_store.py --steps 300 --sizes 40,320 --no-baseline-memory
@@ -110,7 +111,9 @@ def memory(sides: dict, tmp: Path, args, shakespeare: Path) -> None:
         make_corpus(corpus, mb, shakespeare)
         for side, src in sides.items():
             run = tmp / f"mem-{side}-{mb}"
-            _, rss = run_train(src, run, f"data.corpus={corpus}", "trainer.max_steps=20")
+            # 20 validation batches, not the 524k windows of a 32 MB split: both sides alike.
+            _, rss = run_train(src, run, f"data.corpus={corpus}", "trainer.max_steps=20",
+                               "trainer.limit_val_batches=20")  # fmt: skip
             peak[side][mb] = rss / 2**20
             print(f"{side:>9} on {mb} MB: peak RSS {peak[side][mb]:.2f} GiB", flush=True)
         for folder in corpus.parent.glob(".fmlab-cache"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
-from test_configs import EXPERIMENTS, OPTIONS
+from test_configs import EXPERIMENTS, OPTIONS, stand_ins
 
 from fmlab.checkpoints import AtomicCheckpointIO
 from fmlab.checks import check_config
@@ -76,8 +76,12 @@ def test_loader_state_of_a_finished_epoch_does_not_cut_the_next_one():
     [[f"experiment={e}"] for e in EXPERIMENTS]
     + [[f"{g}={o}"] for g, options in OPTIONS.items() for o in options],
 )
-def test_every_shipped_config_passes_the_signature_checks(overrides, compose_cfg, synthetic_data):
-    cfg = compose_cfg("train", [*overrides, f"paths.data_dir={synthetic_data}"])
+def test_every_shipped_config_passes_the_signature_checks(
+    overrides, compose_cfg, synthetic_data, request
+):
+    experiment = overrides[0].partition("experiment=")[2]
+    extra = stand_ins(experiment, synthetic_data, request) if experiment else []
+    cfg = compose_cfg("train", [*overrides, f"paths.data_dir={synthetic_data}", *extra])
     check_config(OmegaConf.to_container(cfg, resolve=True))
 
 
