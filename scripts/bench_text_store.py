@@ -113,7 +113,7 @@ def memory(sides: dict, tmp: Path, args, shakespeare: Path) -> None:
             run = tmp / f"mem-{side}-{mb}"
             # 20 validation batches, not the 524k windows of a 32 MB split: both sides alike.
             _, rss = run_train(src, run, f"data.corpus={corpus}", "trainer.max_steps=20",
-                               "trainer.limit_val_batches=20")  # fmt: skip
+                               "+trainer.limit_val_batches=20")  # fmt: skip
             peak[side][mb] = rss / 2**20
             print(f"{side:>9} on {mb} MB: peak RSS {peak[side][mb]:.2f} GiB", flush=True)
         for folder in corpus.parent.glob(".fmlab-cache"):
