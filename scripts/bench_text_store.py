@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--sizes", default="40,320", help="corpus sizes in MB for the memory part")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-baseline-memory", action="store_true")
     args = parser.parse_args()
     data_dir = Path(os.environ.get("FMLAB_DATA_DIR", ROOT / "data"))
@@ -74,7 +75,8 @@ def main() -> None:
             sides = {"store": ROOT, "in-memory": base}
             if not args.no_speed:
                 speed(sides, tmp, args)
-            memory(sides, tmp, args, shakespeare)
+            if not args.no_memory:
+                memory(sides, tmp, args, shakespeare)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)])
 
