@@ -85,18 +85,18 @@ def start_encoder(tokenizer: dict, eot_id: int | None, dtype: str) -> None:
 
 def encode_chunk(chunk: list[tuple[str, bool]]) -> tuple[np.ndarray, int, int, int]:
     """(tokens, characters, UTF-8 bytes, documents ended) of a chunk; an end-of-text id follows
-    every document's last piece when the store has one."""
+    every document's last piece when the store has one. Whole-chunk array operations, not one per
+    document: a chunk of 2 MB holds hundreds of them, and a character is encoded in nanoseconds."""
     texts = [text for text, _ in chunk]
     ids = _worker["tokenizer"].encode_batch(texts)
-    eot = _worker["eot_id"]
-    dtype, parts = _worker["dtype"], []
-    for piece_ids, (_, ends) in zip(ids, chunk, strict=True):
-        parts.append(piece_ids.astype(dtype))  # narrowed before joining: a quarter of the copying
-        if ends and eot is not None:
-            parts.append(np.array([eot], dtype=dtype))
-    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype)
-    nbytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
-    return tokens, sum(map(len, texts)), nbytes, sum(ends for _, ends in chunk)
+    eot, dtype = _worker["eot_id"], _worker["dtype"]
+    tokens = np.concatenate(ids).astype(dtype, copy=False) if ids else np.zeros(0, dtype)
+    ends = np.array([e for _, e in chunk], dtype=bool)
+    if eot is not None and ends.any():
+        after = np.cumsum([len(i) for i in ids])[ends]  # where each ended document's ids stop
+        tokens = np.insert(tokens, after, np.array(eot, dtype=dtype))
+    nbytes = len("".join(texts).encode("utf-8", "surrogatepass"))
+    return tokens, sum(map(len, texts)), nbytes, int(ends.sum())
 
 
 def no_setup() -> None:
