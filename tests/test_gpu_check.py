@@ -50,6 +50,7 @@ def offline_env(**extra: str) -> dict:
     return env
 
 
+@pytest.mark.slow  # 90-115 s: .ci/run runs it after `make test`
 def test_cpu_smoke_of_the_gpu_check(tmp_path):
     if not (SHARED / "data" / "cifar10" / "cifar10-jpeg-q75.tar.gz").is_file():
         pytest.skip(f"needs the CIFAR-10 archive of ../shared: {SHARED} has none (FMLAB_SHARED)")

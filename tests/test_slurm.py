@@ -31,11 +31,7 @@ def cluster():
     except (subprocess.SubprocessError, OSError) as err:
         pytest.skip(f"SLURM is not running ({err}); run ../shared/slurm/start.sh")
     # Jobs of an earlier test (the sweep's array) may still be completing: wait, don't skip.
-    wait_for(
-        lambda: any(s in slurm("sinfo", "-h", "-o", "%T") for s in ("idle", "mix")),
-        120,
-        "the SLURM node to be idle",
-    )
+    wait_for(lambda: "idle" in slurm("sinfo", "-h", "-o", "%T"), 180, "the SLURM node to be idle")
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -53,8 +49,7 @@ def job_state(job_id: str) -> str:
 
 def finished(job_id: str, tmp_path: Path, run_dir: Path) -> bool:
     """Whether the job completed; a job that ended otherwise fails the test at once, with its
-    output. SLURM holds a requeued job back for 120 s (Reason=BeginTime): each poll releases it,
-    as the hold can be set after the first PENDING is seen."""
+    output. SLURM holds a requeued job back for 120 s (Reason=BeginTime): each poll releases it."""
     state = job_state(job_id)
     if state == "PENDING":
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
@@ -99,6 +94,13 @@ srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \
         log = run_dir / "train.log"
         wait_for(lambda: "Pre-emption signal" in log.read_text(), 60, "the pre-emption checkpoint")
         wait_for(lambda: job_state(job_id) == "PENDING", 60, "the requeue")
+        # SLURM holds a requeued job back (Reason=BeginTime) while the old one ends; released
+        # before the node is free again, the requeued job failed at once, with no output.
+        wait_for(
+            lambda: "idle" in slurm("sinfo", "-h", "-o", "%T") or job_state(job_id) != "PENDING",
+            180,
+            "the old job's end",
+        )
         wait_for(lambda: finished(job_id, tmp_path, run_dir), 400, "the requeued job to finish")
     finally:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
