@@ -108,6 +108,7 @@ def test_gpt_as_gpt2_gives_the_same_logits_and_greedy_ids(bias, vocab_multiple):
         assert torch.equal(ids, greedy(net, prompt, 8))
 
 
+@pytest.mark.slow  # fmlab-train runs: .ci/run runs it after `make test`
 def test_export_of_a_trained_gpt_loads_in_transformers_and_as_an_fmlab_net(runs):
     root, ckpt, _ = runs
     out = root / "exported"
@@ -154,6 +155,7 @@ def test_export_of_a_trained_gpt_loads_in_transformers_and_as_an_fmlab_net(runs)
     assert record["data"]["tokenizer"] == f"hf:{out}"
 
 
+@pytest.mark.slow  # fmlab-train runs: .ci/run runs it after `make test`
 def test_lora_trains_only_the_adapters_and_merged_export_keeps_the_logits(runs):
     root, full_ckpt, lora_run = runs
     record = json.loads((lora_run / "results.json").read_text())["lora"]
@@ -175,6 +177,7 @@ def test_lora_trains_only_the_adapters_and_merged_export_keeps_the_logits(runs):
         torch.testing.assert_close(model(idx).logits, net(idx)[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # fmlab-train runs: .ci/run runs it after `make test`
 def test_safetensors_export_is_the_plain_state_dict_of_any_net(runs):
     from safetensors.torch import load_file
 
@@ -217,6 +220,7 @@ def test_a_lora_step_changes_only_adapters_and_merging_keeps_the_outputs(kind, h
         torch.testing.assert_close(net(idx)[0], adapted, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # fmlab-train runs: .ci/run runs it after `make test`
 def test_a_hub_id_offline_and_not_cached_is_one_clear_error(synthetic_text, tmp_path):
     proc = run_cli(
         "fmlab-train",

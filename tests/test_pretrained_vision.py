@@ -150,6 +150,7 @@ def test_pretrained_true_offline_says_which_file_to_place_where(monkeypatch, tmp
     assert "model.pretrained=<that file>" in said
 
 
+@pytest.mark.slow  # an fmlab-train run at 64 px: .ci/run runs it after `make test`
 def test_transfer_recipe_linear_probe_trains_through_the_cli(synthetic_data, tmp_path):
     """The ImageNet-pretrained Lite0 recipe, shrunk: 64×64 inputs, 50 labels, two steps of a
     linear probe (only the new 10-way classifier learns)."""
