@@ -141,23 +141,8 @@ class TextDataModule(L.LightningDataModule):
             corpus,
             tokenizer,
         )
-        self.spec = PrepareSpec(
-            corpus=corpus,
-            data_dir=str(self.data_dir),
-            tokenizer=tokenizer,
-            bpe_vocab_size=bpe_vocab_size,
-            bpe_train_chars=bpe_train_chars,
-            tokenizer_file=tokenizer_file,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            encoding=encoding,
-            encoding_errors=encoding_errors,
-            text_field=text_field,
-            num_proc=num_proc,
-            shard_tokens=shard_tokens,
-            download=download,
-            cache_dir=cache_dir,
-        )
+        # The arguments that define the store (fmlab-prepare reads the same keys); the rest serve.
+        self.spec = PrepareSpec.from_config({**locals(), "data_dir": str(self.data_dir)})
         self.block_size, self.max_eval_windows = block_size, max_eval_windows
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.store = None
