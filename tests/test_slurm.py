@@ -47,6 +47,18 @@ def job_state(job_id: str) -> str:
     return slurm("squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T").strip()
 
 
+def old_steps(job_id: str) -> list[str]:
+    """The job's slurmstepd processes still on this (the only) node, named `slurmstepd: [ID.step]`."""
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in ps.splitlines() if line.startswith(f"slurmstepd: [{job_id}.")]
+
+
+def slurmd_log() -> str:
+    config = slurm("scontrol", "show", "config")
+    path = Path(re.search(r"SlurmdLogFile\s*=\s*(\S+)", config).group(1))
+    return path.read_text()[-3000:] if path.is_file() else ""
+
+
 def finished(job_id: str, tmp_path: Path, run_dir: Path) -> bool:
     """Whether the job completed; a job that ended otherwise fails the test at once, with its
     output. SLURM holds a requeued job back for 120 s (Reason=BeginTime): each poll releases it."""
@@ -62,6 +74,8 @@ def finished(job_id: str, tmp_path: Path, run_dir: Path) -> bool:
             + slurm("scontrol", "show", "job", job_id)
             + output[-4000:]
             + (log.read_text()[-4000:] if log.exists() else "")
+            + "\nslurmd's log:\n"
+            + slurmd_log()
         )
     return state == "COMPLETED"
 
@@ -94,13 +108,10 @@ srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \
         log = run_dir / "train.log"
         wait_for(lambda: "Pre-emption signal" in log.read_text(), 60, "the pre-emption checkpoint")
         wait_for(lambda: job_state(job_id) == "PENDING", 60, "the requeue")
-        # SLURM holds a requeued job back (Reason=BeginTime) while the old one ends; released
-        # before the node is free again, the requeued job failed at once, with no output.
-        wait_for(
-            lambda: "idle" in slurm("sinfo", "-h", "-o", "%T") or job_state(job_id) != "PENDING",
-            180,
-            "the old job's end",
-        )
+        # SLURM holds a requeued job back (Reason=BeginTime) while the old one ends. The node is
+        # idle once the batch step ends, but the srun step's slurmstepd can outlive it by seconds;
+        # released before that one is gone, the requeued job failed at once, with no output (CI).
+        wait_for(lambda: not old_steps(job_id), 180, "the old job's steps to end")
         wait_for(lambda: finished(job_id, tmp_path, run_dir), 400, "the requeued job to finish")
     finally:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
