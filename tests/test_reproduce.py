@@ -12,7 +12,8 @@ from conftest import run_cli
 
 from fmlab.errors import FmlabError
 from fmlab.record import write_json_atomic
-from fmlab.tables.launch import check_passthrough, job_state
+from fmlab.tables.launch import check_passthrough, job_state, plan
+from fmlab.tables.spec import parse_spec
 
 TINY_SPEC = {
     "title": "Tiny ConvNet",
@@ -130,6 +131,18 @@ def test_job_state_compares_the_overrides_a_job_was_made_with(tmp_path):
     assert job_state(tmp_path / "running", asked) == "unfinished"
     write_finished_job(tmp_path / "failed", made, status="failed")
     assert job_state(tmp_path / "failed", made) == "failed"
+
+
+def test_pretraining_runs_come_first_and_rows_name_their_checkpoints(tmp_path):
+    pretrain = [{"name": "MLM", "id": "mlm", "overrides": ["task=masked_lm"]}]
+    row = {"name": "fine-tuned", "id": "ft", "overrides": ["init_from={runs}/mlm/seed_${seed}/x"]}
+    spec = parse_spec("t", {**TINY_SPEC, "pretrain": pretrain, "rows": [row]})
+    jobs = plan(spec, tmp_path / "runs", [])
+    assert [(j.row.id, j.seed) for j in jobs] == [("mlm", 1), ("mlm", 2), ("ft", 1), ("ft", 2)]
+    assert f"init_from={tmp_path}/runs/mlm/seed_${{seed}}/x" in jobs[3].overrides
+    assert [r.name for r in spec.rows] == ["fine-tuned"]  # the table shows the rows alone
+    with pytest.raises(FmlabError, match="distinct"):
+        parse_spec("t", {**TINY_SPEC, "pretrain": [{**pretrain[0], "id": "ft"}], "rows": [row]})
 
 
 def test_passthrough_overrides_must_each_give_one_value():

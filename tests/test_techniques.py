@@ -16,7 +16,7 @@ from fmlab.data import CIFAR10DataModule
 from fmlab.data.augment import cutout
 from fmlab.evaluate import evaluate
 from fmlab.nets import ConvNet
-from fmlab.schedules import warmup_cosine, warmup_multistep
+from fmlab.schedules import warmup_cosine, warmup_linear, warmup_multistep
 from fmlab.tasks import ImageClassifier
 from fmlab.train import build, train
 
@@ -117,6 +117,10 @@ def test_warmup_schedules_rise_linearly_then_decay():
     multistep = warmup_multistep(opt, milestones=[6, 8], gamma=0.01, warmup_steps=5)
     factors = [multistep.lr_lambdas[0](t) for t in range(10)]
     assert factors == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 0.01, 0.01, 1e-4, 1e-4])
+    linear = warmup_linear(opt, total_steps=20, warmup_steps=1, warmup_fraction=0.1)  # 2 steps
+    factors = [linear.lr_lambdas[0](t) for t in range(21)]
+    assert factors[:3] == pytest.approx([0.5, 1.0, 18 / 18]) and factors[11] == pytest.approx(0.5)
+    assert factors[20] == 0.0
 
 
 def test_16_mixed_on_cpu_falls_back_to_bf16(compose_cfg, synthetic_data):

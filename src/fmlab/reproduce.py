@@ -164,7 +164,7 @@ def reproduce(argv: list[str]) -> int:
         failed = launch_missing(jobs, out, bool(options.get("parallel_rows", False)))
         jobs = plan(spec, out / "runs", passthrough)
 
-    runs = table_runs(jobs, out)
+    runs = table_runs([j for j in jobs if j.row in spec.rows], out)  # pre-training not shown
     cells = [aggregate(r, spec.metric, spec.transform, len(spec.seeds)) for r in runs]
     grid = reproduction_grid(spec, cells)
     written = write_tables(out, grid, csv_rows(spec, cells))

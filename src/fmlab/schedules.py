@@ -32,6 +32,25 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
+def warmup_linear(
+    optimizer: torch.optim.Optimizer,
+    total_steps: Annotated[int, AT_LEAST_ONE],
+    warmup_steps: Annotated[int, NON_NEGATIVE] = 0,
+    warmup_fraction: Annotated[float, PROBABILITY] = 0.0,
+) -> LambdaLR:
+    """Linear warm-up, then linear decay to 0 at ``total_steps``: BERT's fine-tuning schedule
+    (Devlin et al. 2019, warm-up over the first 10% of steps). The warm-up is the larger of
+    ``warmup_steps`` and ``warmup_fraction``·total_steps, so one config fits runs of any length."""
+    warmup = max(warmup_steps, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return LambdaLR(optimizer, factor)
+
+
 def warmup_multistep(
     optimizer: torch.optim.Optimizer,
     milestones: Annotated[list[int], NON_NEGATIVE],

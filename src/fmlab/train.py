@@ -18,7 +18,7 @@ from fmlab.record import environment, write_json_atomic
 from fmlab.speed import NoProfiler
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import closing_loggers, instantiate_loggers
-from fmlab.transfer import init_from_checkpoint
+from fmlab.transfer import init_from_checkpoint, read_init_from, take_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,12 @@ def train(cfg: DictConfig) -> dict:
     resume.check_options(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule, task = build(cfg)
-    transfer = init_from_checkpoint(task.net, cfg.init_from) if cfg.get("init_from") else None
+    datamodule, source, transfer = instantiate(cfg.data), None, None
+    if cfg.get("init_from"):  # before the net is sized: the tokenizer sets the vocabulary
+        take_tokenizer(datamodule, source := read_init_from(cfg.init_from), cfg.init_from)
+    datamodule, task = build(cfg, datamodule)
+    if source is not None:
+        transfer = init_from_checkpoint(task.net, cfg.init_from, source)
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):

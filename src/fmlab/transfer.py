@@ -37,12 +37,30 @@ def in_head(name: str, head: str) -> bool:
     return name == head or name.startswith(head + ".")
 
 
-def init_from_checkpoint(net: nn.Module, path: str) -> dict:
+def read_init_from(path: str) -> dict:
+    """The checkpoint ``init_from`` names, loaded once (data only, or refused with the fix)."""
+    return load_checkpoint(Path(path).expanduser(), key="init_from", needs_config=False)
+
+
+def take_tokenizer(datamodule, checkpoint: dict, path: str) -> None:
+    """A fine-tuning run reads its text with the tokenizer of the checkpoint it starts from, never
+    a newly trained one: token ids only mean what the pre-trained embedding learnt under that
+    tokenizer. Lightning keeps each data module's state under its class name; any of them that
+    holds a tokenizer is taken (pre-trained on a corpus, fine-tuned on a labelled set)."""
+    use = getattr(datamodule, "use_tokenizer", None)
+    found = [
+        v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and v.get("tokenizer")
+    ]
+    if use is not None and found:
+        use(found[0], path)
+
+
+def init_from_checkpoint(net: nn.Module, path: str, checkpoint: dict | None = None) -> dict:
     """Load into ``net`` every tensor of the checkpoint's net whose name and shape match; return
     (and log) what was and was not loaded. The checkpoint's weights are what fmlab-train saved as
     the model (the averaged weights when EMA was on)."""
     file = Path(path).expanduser()
-    checkpoint = load_checkpoint(file, key="init_from", needs_config=False)  # data, or refused
+    checkpoint = checkpoint if checkpoint is not None else read_init_from(path)
     theirs = {
         k.removeprefix("net."): v
         for k, v in checkpoint.get("state_dict", {}).items()

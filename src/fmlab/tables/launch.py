@@ -64,11 +64,15 @@ def job_state(folder: Path, overrides: list[str]) -> str:
 
 
 def plan(spec: TableSpec, runs_dir: Path, passthrough: list[str]) -> list[Job]:
+    """Every job of the table: the pre-training runs first (rows start from them), then the rows.
+    ``{runs}`` in an override is the table's runs folder, so a row names a pre-training run's
+    checkpoint as ``init_from={runs}/<id>/seed_${seed}/checkpoints/last.ckpt``."""
     jobs = []
-    for row in spec.rows:
+    for row in spec.pretrain + spec.rows:
         for seed in spec.seeds:
             folder = runs_dir / row.id / f"seed_{seed}"
-            overrides = [*spec.overrides, *row.overrides, *passthrough, f"seed={seed}"]
+            given = [o.replace("{runs}", str(runs_dir)) for o in row.overrides]
+            overrides = [*spec.overrides, *given, *passthrough, f"seed={seed}"]
             jobs.append(Job(row, seed, folder, overrides, job_state(folder, overrides)))
     return jobs
 

@@ -27,6 +27,7 @@ KEYS = {
     "notes",
     "curves",
     "smooth",
+    "pretrain",
 }
 ROW_KEYS = {"name", "id", "overrides", "reference"}
 
@@ -53,6 +54,7 @@ class TableSpec:
     row_header: str
     source: str | None  # where the reference numbers come from
     rows: tuple[Row, ...]
+    pretrain: tuple[Row, ...]  # runs that rows start from (init_from={runs}/<id>/...), not shown
     notes: tuple[str, ...]
     curves: tuple[str, ...]  # logged metrics drawn as learning curves
     smooth: float  # exponential smoothing of the curves, 0 ≤ smooth < 1
@@ -128,9 +130,10 @@ def parse_spec(name: str, raw: dict, where: str = "<spec>") -> TableSpec:
         _row(r, i, reference.get("tolerance"), where) for i, r in enumerate(raw["rows"] or [])
     )
     _check(bool(rows), where, "`rows` must list at least one row.")
-    ids = [r.id for r in rows]
+    pretrain = tuple(_row(r, i, None, where) for i, r in enumerate(raw.get("pretrain") or []))
+    ids = [r.id for r in pretrain + rows]
     _check(len(set(ids)) == len(ids), where, f"row ids must be distinct, got {ids}.")
-    for row in rows:
+    for row in pretrain + rows:
         _check(
             not any(o.split("=")[0].lstrip("+~") == "seed" for o in overrides + row.overrides),
             where,
@@ -153,6 +156,7 @@ def parse_spec(name: str, raw: dict, where: str = "<spec>") -> TableSpec:
         row_header=str(raw.get("row_header", "Configuration")),
         source=reference.get("source"),
         rows=rows,
+        pretrain=pretrain,
         notes=_strings(raw.get("notes"), where, "notes"),
         curves=_strings(raw.get("curves", default_curves), where, "curves"),
         smooth=float(smooth),

@@ -53,6 +53,7 @@ class ImageClassifier(Task):
         l1: Annotated[float, NON_NEGATIVE_FLOAT] = 0.0,
         freeze_backbone: bool = False,
         head_lr: Annotated[float, POSITIVE] | None = None,
+        layer_lr_decay: Annotated[float, POSITIVE] = 1.0,
         class_metrics: bool = False,
         lora: dict | None = None,
     ) -> None:
@@ -71,6 +72,12 @@ class ImageClassifier(Task):
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)  # loss·n, correct
         self.train_seen = 0
         self.criterion = partial(F.cross_entropy, label_smoothing=label_smoothing)
+        if layer_lr_decay != 1.0 and not hasattr(net, "layer_of"):
+            raise FmlabError(
+                f"task.layer_lr_decay={layer_lr_decay}: {type(net).__name__} does not number its "
+                "layers (no layer_of method), so its learning rate cannot decay by depth. Use "
+                "task.layer_lr_decay=1.0 with this net, or a Transformer encoder (model=bert_*)."
+            )
         self.head = head_name(net) if freeze_backbone or head_lr is not None else None
         if freeze_backbone:
             for name, p in net.named_parameters():
@@ -176,19 +183,32 @@ class ImageClassifier(Task):
         self.eval_epoch_end("test")
 
     def parameter_groups(self) -> list[dict]:
-        """Trainable parameters grouped by learning rate (head vs backbone) and weight decay
-        (none on norms and biases, the 1-D tensors, unless ``decay_norm_and_bias``)."""
+        """Trainable parameters grouped by learning rate (head vs backbone; with
+        ``layer_lr_decay`` < 1, lr·decay^(depth - layer) for a layer below the top, as Clark et
+        al. 2020 and Sun et al. 2019 fine-tune BERT) and weight decay (none on norms and biases,
+        the 1-D tensors, unless ``decay_norm_and_bias``)."""
         hp, groups = self.hparams, {}
+        by_depth = hp.layer_lr_decay != 1.0
         for name, p in self.net.named_parameters():
             if p.requires_grad:
                 head = self.head is not None and hp.head_lr is not None and in_head(name, self.head)
                 decay = hp.decay_norm_and_bias or p.ndim > 1
-                groups.setdefault((head, decay), []).append(p)
+                layer = self.net.layer_of(name) if by_depth and not head else None
+                groups.setdefault((head, decay, layer), []).append(p)
+        if by_depth:
+            base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+            if base_lr is None:
+                raise FmlabError(
+                    "task.layer_lr_decay needs the optimizer's lr in its config (optimizer.lr), "
+                    "to scale it layer by layer."
+                )
+            top = max(layer for _, _, layer in groups if layer is not None)
         return [
             {"params": ps}
             | ({"lr": hp.head_lr} if head else {})
+            | ({"lr": base_lr * hp.layer_lr_decay ** (top - layer)} if layer is not None else {})
             | ({} if decay else {"weight_decay": 0.0})
-            for (head, decay), ps in groups.items()
+            for (head, decay, layer), ps in groups.items()
         ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
