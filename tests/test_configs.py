@@ -29,6 +29,7 @@ def test_groups_have_their_options():
 # Models that read text, composed with text data (the default data set is CIFAR-10).
 TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny_shakespeare"}
 TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
+TEXT_DATA |= {"bilstm": "labelled"}
 TEXT_DATA |= {"hf_causal_lm": "tiny_shakespeare", "hf_sequence_classifier": "labelled"}
 
 

@@ -164,7 +164,7 @@ def write_labelled(path, n=240, seed=0):
     return path
 
 
-@pytest.mark.parametrize("model", ["seq_lstm", "seq_transformer"])
+@pytest.mark.parametrize("model", ["seq_lstm", "seq_transformer", "bilstm"])
 def test_sequence_classification_on_generated_labelled_text(model, compose_cfg, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny nets: one thread is fastest, and immune to a loaded CPU
