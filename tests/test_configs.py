@@ -31,6 +31,7 @@ TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny
 TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
 TEXT_DATA |= {"bilstm": "labelled"}
 TEXT_DATA |= {"hf_causal_lm": "tiny_shakespeare", "hf_sequence_classifier": "labelled"}
+TEXT_DATA |= {f"bert_{size}": "labelled" for size in ("tiny", "mini", "small", "base")}
 
 
 def stand_ins(experiment: str, data: Path, request) -> list[str]:

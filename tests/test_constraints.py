@@ -71,6 +71,8 @@ BROKEN = {
         {"min_steps": 30, "max_steps": 20},
     ],
     "fmlab.nets.GPT": [{"n_embd": 48, "n_head": 5}],
+    "fmlab.nets.Bert": [{"n_embd": 48, "n_head": 5}],
+    "fmlab.tasks.MaskedLM": [{"mask_token_frac": 0.8, "random_token_frac": 0.3}],
     "fmlab.nets.ViT": [{"image_size": 32, "patch_size": 5}, {"dim": 48, "heads": 5}],
 }
 

@@ -184,6 +184,13 @@ DECLARED: dict[str, dict[str, Range | CountOrShare]] = {
         "update_starting_at_epoch": NON_NEGATIVE,
     },
     # fmlab's networks (plain torch modules; their data-given sizes are not set by users).
+    "fmlab.nets.Bert": {
+        "n_layer": AT_LEAST_ONE,
+        "n_embd": AT_LEAST_ONE,
+        "n_head": AT_LEAST_ONE,
+        "dropout": DROPOUT,
+        "mlp_ratio": AT_LEAST_ONE,
+    },
     "fmlab.nets.DCGAN": {
         "latent_dim": AT_LEAST_ONE,
         "g_width": AT_LEAST_ONE,
@@ -261,6 +268,14 @@ RELATIONS: dict[str, list[Relation]] = {
         _at_most("min_steps", "max_steps", "the minimum is above the maximum"),
     ],
     "fmlab.nets.GPT": [_divides("n_embd", "n_head")],
+    "fmlab.nets.Bert": [_divides("n_embd", "n_head")],
+    "fmlab.tasks.MaskedLM": [
+        Relation(
+            ("mask_token_frac", "random_token_frac"),
+            lambda masked, randomised: masked + randomised <= 1,
+            "they are shares of the chosen positions (their sum must be at most 1)",
+        ),
+    ],
     "fmlab.nets.ViT": [_divides("image_size", "patch_size"), _divides("dim", "heads")],
 }
 

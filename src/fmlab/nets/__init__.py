@@ -1,5 +1,6 @@
 """Plain torch.nn.Module networks: they import only torch and return logits."""
 
+from fmlab.nets.bert import Bert
 from fmlab.nets.convnet import ConvNet
 from fmlab.nets.dcgan import DCGAN, Discriminator, Generator
 from fmlab.nets.efficientnet import EfficientNetB0
@@ -17,6 +18,7 @@ __all__ = [
     "DCGAN",
     "GPT",
     "VGG",
+    "Bert",
     "ConvNet",
     "Discriminator",
     "EfficientNetB0",

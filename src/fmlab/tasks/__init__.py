@@ -3,5 +3,6 @@
 from fmlab.tasks.classification import ImageClassifier
 from fmlab.tasks.gan import GAN
 from fmlab.tasks.language_model import LanguageModel
+from fmlab.tasks.masked_lm import MaskedLM
 
-__all__ = ["GAN", "ImageClassifier", "LanguageModel"]
+__all__ = ["GAN", "ImageClassifier", "LanguageModel", "MaskedLM"]

@@ -1,10 +1,36 @@
-"""What every fmlab task shares."""
+"""What every fmlab task shares: the factory types it is given, the cheap ``__setattr__``, and
+the optimizer/schedule wiring (parameter groups, a schedule's run length filled in)."""
+
+import inspect
+import math
+from collections.abc import Callable, Iterable
 
 import lightning as L
+import torch
+from torch import nn
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+# Constructor arguments that size a schedule to the run; left null in the config, filled here.
+LENGTH_ARGS = ("total_steps", "T_max")
+
+
+def matrix_decay_groups(params: Iterable[nn.Parameter]) -> list[dict]:
+    """Two parameter groups of the trainable ``params``: the optimizer's weight decay on tensors
+    of 2 or more dimensions (matrices, embeddings), none on biases and norms (nanoGPT)."""
+    params = [p for p in params if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
 
 
 class Task(L.LightningModule):
-    """A LightningModule that is cheap for Lightning to drive at small batch sizes."""
+    """A LightningModule that is cheap for Lightning to drive at small batch sizes. A subclass
+    keeps its factories as ``optimizer_factory`` and ``scheduler_factory``."""
+
+    optimizer_factory: OptimizerFactory
+    scheduler_factory: SchedulerFactory | None
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the name of the running hook on the module around 40 times a
@@ -15,3 +41,31 @@ class Task(L.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def optimizer_and_schedule(self, groups: list[dict], interval: str):
+        """What ``configure_optimizers`` returns: the optimizer over ``groups`` and, if there is
+        a scheduler, the schedule stepped every ``interval`` ("step" or "epoch")."""
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, **self._run_length(interval))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
+        }
+
+    def _run_length(self, interval: str) -> dict:
+        """``{total_steps or T_max: length of the run}`` in ``interval`` units, for a schedule whose
+        config leaves its length out; ``{}`` otherwise."""
+        params = inspect.signature(self.scheduler_factory).parameters
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        missing = [a for a in LENGTH_ARGS if a in params and keywords.get(a) is None]
+        if not missing:
+            return {}
+        steps = self.trainer.estimated_stepping_batches
+        if interval == "epoch":
+            per_epoch = math.ceil(
+                self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+            )
+            steps = math.ceil(steps / max(1, per_epoch))
+        return {missing[0]: int(steps)}

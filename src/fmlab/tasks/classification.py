@@ -1,8 +1,6 @@
 """Image classification: any net that maps (B, C, H, W) images to (B, num_classes) logits."""
 
 import inspect
-import math
-from collections.abc import Callable
 from functools import partial
 from typing import Annotated
 
@@ -16,13 +14,8 @@ from fmlab import losses
 from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
 from fmlab.hub.lora import apply_lora, lora_settings
-from fmlab.tasks.base import Task
+from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task
 from fmlab.transfer import head_name, in_head
-
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
-# Constructor arguments that size a schedule to the run; left null in the config, filled here.
-LENGTH_ARGS = ("total_steps", "T_max")
 
 
 class ImageClassifier(Task):
@@ -224,31 +217,10 @@ class ImageClassifier(Task):
         groups = self.parameter_groups()
         if self.hparams.l1:
             self.l1_params = [p for g in groups if "weight_decay" not in g for p in g["params"]]
-        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
-            return optimizer
+            return self.optimizer_and_schedule(groups, "epoch")
         interval = self.hparams.scheduler_interval or _natural_interval(self.scheduler_factory)
-        scheduler = self.scheduler_factory(optimizer, **self._run_length(interval))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
-        }
-
-    def _run_length(self, interval: str) -> dict:
-        """``{total_steps or T_max: length of the run}`` in ``interval`` units, for a schedule whose
-        config leaves its length out; ``{}`` otherwise."""
-        params = inspect.signature(self.scheduler_factory).parameters
-        keywords = getattr(self.scheduler_factory, "keywords", {})
-        missing = [a for a in LENGTH_ARGS if a in params and keywords.get(a) is None]
-        if not missing:
-            return {}
-        steps = self.trainer.estimated_stepping_batches
-        if interval == "epoch":
-            per_epoch = math.ceil(
-                self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
-            )
-            steps = math.ceil(steps / max(1, per_epoch))
-        return {missing[0]: int(steps)}
+        return self.optimizer_and_schedule(groups, interval)
 
 
 def _natural_interval(factory) -> str:

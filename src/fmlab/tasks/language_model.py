@@ -10,8 +10,7 @@ from torchmetrics import MeanMetric
 
 from fmlab.flops import mfu
 from fmlab.hub.lora import apply_lora, lora_settings
-from fmlab.tasks.base import Task
-from fmlab.tasks.classification import OptimizerFactory, SchedulerFactory
+from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
 
 
 class LanguageModel(Task):
@@ -135,13 +134,4 @@ class LanguageModel(Task):
         self._log_eval("test", self.test_loss)
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2]},  # the optimizer's weight_decay
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        optimizer = self.optimizer_factory(groups)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return self.optimizer_and_schedule(matrix_decay_groups(self.parameters()), "step")
