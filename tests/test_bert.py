@@ -284,3 +284,19 @@ def test_masked_lm_refuses_a_net_without_an_mlm_head_and_bad_fractions():
         MaskedLM(SequenceClassifier(V, 3, 0, 24), adamw)
     with pytest.raises(FmlabError, match="exceed 1"):
         task(mask_token_frac=0.8, random_token_frac=0.3)
+
+
+def test_layer_wise_lr_decay_scales_each_layer_below_the_top():
+    net = tiny_bert()
+    task = ImageClassifier(net, torch.optim.AdamW, layer_lr_decay=0.5)
+    task.optimizer_factory = lambda groups: torch.optim.AdamW(groups, lr=1.0)
+    task.optimizer_factory.keywords = {"lr": 1.0}  # as Hydra's partial carries it
+    lr_of = {id(p): g["lr"] for g in task.configure_optimizers().param_groups for p in g["params"]}
+    # Clark et al. 2020: the head at lr, the top block at lr·0.5, …, the embeddings at lr·0.5³.
+    assert lr_of[id(net.tok_emb.weight)] == 0.125 and lr_of[id(net.pos_emb.weight)] == 0.125
+    assert lr_of[id(net.blocks[0].attn.qkv.weight)] == 0.25
+    assert lr_of[id(net.blocks[1].mlp[0].weight)] == 0.5 and lr_of[id(net.classifier.weight)] == 1.0
+    with pytest.raises(FmlabError, match="layer_lr_decay=0.5: ConvNet does not number"):
+        from fmlab.nets import ConvNet
+
+        ImageClassifier(ConvNet(10), torch.optim.AdamW, layer_lr_decay=0.5)

@@ -48,7 +48,7 @@ def job_state(job_id: str) -> str:
 
 
 def old_steps(job_id: str) -> list[str]:
-    """The job's slurmstepd processes still on this (the only) node, named `slurmstepd: [ID.step]`."""
+    """The job's slurmstepd processes on this, the only, node (`slurmstepd: [ID.step]`)."""
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     return [line for line in ps.splitlines() if line.startswith(f"slurmstepd: [{job_id}.")]
 

@@ -133,6 +133,15 @@ class Bert(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def layer_of(self, name: str) -> int:
+        """Depth of parameter ``name``, for layer-wise learning rates in fine-tuning: 0 the
+        embeddings, i + 1 block i, n_layer + 1 what sits on top (final norm, heads)."""
+        if name.startswith(("tok_emb.", "pos_emb.", "emb_ln.")):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return len(self.blocks) + 1
+
     def encode(self, idx: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, n_embd) of every position; a padded one's are not meaningful."""
         T = idx.shape[1]
