@@ -43,7 +43,8 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(ckpt_path)
     train_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
     overrides = OmegaConf.to_container(cfg.data)
-    train_cfg.data.data_dir = cfg.paths.data_dir  # this machine's data, not the training machine's
+    if "data_dir" in train_cfg.data:  # labelled text names its files instead
+        train_cfg.data.data_dir = cfg.paths.data_dir  # this machine's data, not the training one's
     train_cfg.data = eval_data_config(train_cfg.data, overrides)
     if "max_eval_windows" in train_cfg.data and "max_eval_windows" not in overrides:
         train_cfg.data.max_eval_windows = None  # the whole split; a subset served validation

@@ -24,6 +24,19 @@ class TensorBatches(Dataset):
         return tuple(t[index] for t in self.tensors)
 
 
+class TrimmedBatches(TensorBatches):
+    """Sequences padded on the right to one width, with their labels: each batch comes back as
+    ``(ids (B, T_b), labels (B,))`` cut to the longest real length ``T_b`` in it (dynamic padding),
+    still one gather per batch. ``lengths`` holds each row's number of real tokens."""
+
+    def __init__(self, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(ids, lengths, labels)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, lengths, labels = super().__getitem__(index)
+        return ids[:, : int(lengths.max())], labels  # (B, T_b), (B,)
+
+
 class BatchIndices(Sampler[torch.Tensor]):
     """Index tensors of ``batch_size``; a fresh permutation per epoch when shuffling.
 

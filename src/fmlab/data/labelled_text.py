@@ -1,9 +1,14 @@
-"""Labelled text for sequence classification: ``label<TAB>text`` lines in one file, or a folder
-with one sub-folder per class holding a text file per example. Character-tokenised, padded on the
-right to a (N, max_length) id tensor, served by the same batch-at-a-time loaders as CIFAR-10.
-``tokenizer=hf:<name_or_path>`` tokenises by a Hugging Face model's own tokenizer instead."""
+"""Labelled text for sequence classification: GLUE's TSV files (SST-2, sentence pairs), plain
+``label<TAB>text`` lines, or a folder with one sub-folder per class (see ``labelled_files``).
 
-import hashlib
+Official files are used as they are (``train_file``, ``val_file``, ``test_file``); one ``path`` is
+split at random. With ``tokenizer`` char, bpe or wordpiece, trained on the training texts, every
+example is ``[CLS] text [SEP]`` (pairs: ``[CLS] a [SEP] b [SEP]``) with BERT's special tokens at
+ids 0..4 and ``[PAD]`` = 0; ``hf:<name_or_path>`` tokenises by a Hugging Face model's own tokenizer
+and pads with an id past it, as do the plain char tokenizers of older checkpoints. Every split is
+encoded once into a padded tensor; each batch is cut to its longest sequence (dynamic padding).
+"""
+
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,79 +17,122 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.constraints import AT_LEAST_ONE, FRACTION
-from fmlab.data.batches import BatchIndices, TensorBatches
-from fmlab.data.corpora import read_text
-from fmlab.data.tokenizer import CharTokenizer, HFTokenizer, tokenizer_from_dict
+from fmlab.data.batches import BatchIndices, BatchLoader, TrimmedBatches
+from fmlab.data.labelled_files import (
+    FORMATS,
+    Example,
+    fingerprint,
+    official_files,
+    read_examples,
+)
+from fmlab.data.sequences import encode_with_specials, pad_right
+from fmlab.data.tokenizer import (
+    SPECIAL_IDS,
+    SPECIAL_TOKENS,
+    BPETokenizer,
+    CharTokenizer,
+    HFTokenizer,
+    WithSpecials,
+    WordPieceTokenizer,
+    base_kind,
+    tokenizer_from_dict,
+)
 from fmlab.errors import FmlabError
 
-
-def read_examples(path: Path, encoding: str, errors: str) -> list[tuple[str, str]]:
-    """(label, text) pairs from a ``label<TAB>text`` file or a folder of class folders."""
-    if path.is_file():
-        pairs = []
-        for n, line in enumerate(read_text(path, "data.path", encoding, errors).splitlines(), 1):
-            if not line.strip():
-                continue
-            label, tab, text = line.partition("\t")
-            if not tab:
-                raise FmlabError(f"{path}:{n} has no TAB between label and text: {line[:60]!r}")
-            pairs.append((label, text))
-        return pairs
-    if path.is_dir():
-        return [
-            (folder.name, read_text(file, "data.path", encoding, errors))
-            for folder in sorted(p for p in path.iterdir() if p.is_dir())
-            for file in sorted(p for p in folder.iterdir() if p.is_file())
-        ]
-    raise FmlabError(
-        f"data.path={str(path)!r} does not exist: give a file of label<TAB>text lines or a folder "
-        "with one sub-folder of text files per class."
-    )
+TRAINED = ("char", "bpe", "wordpiece")  # tokenizers trained on the training texts
 
 
 class LabelledTextDataModule(L.LightningDataModule):
-    """Examples split at random (``split_seed``) into train / ``val_fraction`` / ``test_fraction``;
-    the character vocabulary comes from the training texts, one extra id pads."""
+    """Train / val / test from their own files, or one ``path`` split at random (``split_seed``)
+    into train / ``val_fraction`` / ``test_fraction``. ``train_subset`` keeps a class-balanced
+    N training examples (the few-label regime)."""
 
     def __init__(
         self,
-        path: str,
+        path: str | None = None,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        format: Literal["auto", "glue", "tsv", "folders"] = "auto",
+        text_columns: list[str] | None = None,
+        label_column: str = "label",
+        tokenizer: str = "char",
+        vocab_size: Annotated[int, AT_LEAST_ONE] = 8000,
         max_length: Annotated[int, AT_LEAST_ONE] = 256,
         batch_size: Annotated[int, AT_LEAST_ONE] = 32,
         eval_batch_size: Annotated[int, AT_LEAST_ONE] = 256,
         val_fraction: Annotated[float, FRACTION] = 0.1,
         test_fraction: Annotated[float, FRACTION] = 0.1,
+        train_subset: Annotated[int, AT_LEAST_ONE] | None = None,
         split_seed: int = 0,
         seed: int = 0,
         encoding: str = "utf-8",
         encoding_errors: Literal["strict", "replace", "ignore"] = "strict",
-        tokenizer: str = "char",
     ) -> None:
         super().__init__()
-        if tokenizer != "char" and not (tokenizer.startswith("hf:") and len(tokenizer) > 3):
+        if tokenizer not in TRAINED and not (tokenizer.startswith("hf:") and len(tokenizer) > 3):
             raise FmlabError(
-                f"data.tokenizer={tokenizer!r}: use char (from the training texts) or "
-                "hf:<name_or_path> (a Hugging Face model's own: a save_pretrained folder or a hub "
-                "id)."
+                f"data.tokenizer={tokenizer!r}: use char, bpe or wordpiece (trained on the "
+                "training texts) or hf:<name_or_path> (a Hugging Face model's own: a "
+                "save_pretrained folder or a hub id)."
             )
-        self.tokenizer_name = tokenizer
-        self.path, self.max_length = Path(path).expanduser(), max_length
+        if (path is None) == (train_file is None) or (path and (val_file or test_file)):
+            raise FmlabError(
+                f"data.path={path!r}, data.train_file={train_file!r}: give either data.path (one "
+                "file or folder, split at random by data.val_fraction and data.test_fraction) or "
+                "data.train_file with data.val_file and data.test_file (each may be null)."
+            )
+        if format not in FORMATS:
+            raise FmlabError(f"data.format={format!r}: use one of {', '.join(FORMATS)}.")
+        if text_columns is not None and len(text_columns) not in (1, 2):
+            raise FmlabError(
+                f"data.text_columns={list(text_columns)}: give one text column or two (a "
+                "sentence pair), or null to find GLUE's by name."
+            )
+        self.tokenizer_name, self.vocab_size, self.max_length = tokenizer, vocab_size, max_length
+        self.path = Path(path).expanduser() if path else None
+        self.files = {
+            split: Path(file).expanduser()
+            for split, file in (("train", train_file), ("val", val_file), ("test", test_file))
+            if file
+        }
+        self.format, self.label_column = format, label_column
+        self.text_columns = list(text_columns) if text_columns else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.split_seed, self.seed = split_seed, seed
+        self.train_subset, self.split_seed, self.seed = train_subset, split_seed, seed
         self.encoding, self.encoding_errors = encoding, encoding_errors
         self.tokenizer, self.classes, self.sets, self.record = None, [], {}, {}
-        self._given: dict = {}  # a checkpoint's tokenizer and classes, to read other data with
+        self._given: dict = {}  # a checkpoint's tokenizer (and classes), to read the data with
 
     @property
     def net_args(self) -> dict:
         self._load()
+        if self._has_specials:
+            vocab_size, pad_id = self.tokenizer.vocab_size, SPECIAL_IDS["pad"]
+        else:  # hf, and plain char from older checkpoints: one id past the tokenizer's pads
+            vocab_size, pad_id = self.tokenizer.vocab_size + 1, self.tokenizer.vocab_size
         return {
-            "vocab_size": self.tokenizer.vocab_size + 1,  # + the padding id
+            "vocab_size": vocab_size,
             "num_classes": len(self.classes),
-            "pad_id": self.tokenizer.vocab_size,
+            "pad_id": pad_id,
             "max_length": self.max_length,
         }
+
+    @property
+    def special_ids(self) -> dict:
+        """Ids of pad, unk, cls, sep and mask (0..4), for a masked-LM task."""
+        self._load()
+        if not self._has_specials:
+            raise FmlabError(
+                f"data.tokenizer={self.tokenizer_name} has no [MASK] or [CLS] token of fmlab's: "
+                "masked-LM pre-training needs data.tokenizer=char, bpe or wordpiece."
+            )
+        return dict(self.tokenizer.special_ids)
+
+    @property
+    def _has_specials(self) -> bool:
+        return hasattr(self.tokenizer, "special_ids")
 
     @property
     def has_val(self) -> bool:
@@ -97,6 +145,7 @@ class LabelledTextDataModule(L.LightningDataModule):
         return "test" in self.sets
 
     def state_dict(self) -> dict:
+        self._load()  # after use_tokenizer, the data may be read again first
         return {"tokenizer": self.tokenizer.to_dict(), "classes": self.classes}
 
     def load_state_dict(self, state: dict) -> None:
@@ -108,9 +157,26 @@ class LabelledTextDataModule(L.LightningDataModule):
         if state and state != self.state_dict():
             raise FmlabError(
                 f"the checkpoint was trained with another vocabulary or other classes than "
-                f"{self.path} gives now (classes {state.get('classes')} vs {self.classes}); use "
+                f"{self._name} gives now (classes {state.get('classes')} vs {self.classes}); use "
                 "the data it was trained on."
             )
+
+    def use_tokenizer(self, tokenizer: dict, source: str) -> None:
+        """Fine-tuning (``init_from=source``): encode the data with the tokenizer the checkpoint
+        was trained with, never a newly trained one. Call it before ``net_args`` sizes the net;
+        data already encoded with another tokenizer is read again."""
+        theirs = base_kind(tokenizer)
+        if theirs != self.tokenizer_name.partition(":")[0]:  # hf:<name> is of kind hf
+            setting = f"hf:{tokenizer['name_or_path']}" if theirs == "hf" else theirs
+            raise FmlabError(
+                f"init_from={source!r} was trained on {theirs} tokens, but this run sets "
+                f"data.tokenizer={self.tokenizer_name}. Set data.tokenizer={setting} (the "
+                "checkpoint's own tokenizer is then used as it is), or drop init_from to train "
+                "from scratch."
+            )
+        self._given = {**self._given, "tokenizer": tokenizer}
+        if self.tokenizer is not None and self.tokenizer.to_dict() != tokenizer:
+            self.tokenizer, self.sets, self.record = None, {}, {}
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
@@ -118,55 +184,119 @@ class LabelledTextDataModule(L.LightningDataModule):
     def _load(self) -> None:
         if self.tokenizer is not None:
             return
-        pairs = read_examples(self.path, self.encoding, self.encoding_errors)
-        self.classes = self._given.get("classes") or sorted({label for label, _ in pairs})
-        if unknown := sorted({label for label, _ in pairs} - set(self.classes)):
+        splits = self._read()
+        labels = sorted({label for examples in splits.values() for label, _ in examples})
+        self.classes = self._given.get("classes") or labels
+        if unknown := sorted(set(labels) - set(self.classes)):
             raise FmlabError(
-                f"{self.path} has labels {unknown[:5]} that the checkpoint's classifier does not "
+                f"{self._name} has labels {unknown[:5]} that the checkpoint's classifier does not "
                 f"know (its classes: {self.classes}). Evaluate on data with those classes only."
             )
         if len(self.classes) < 2:
-            raise FmlabError(f"{self.path} holds {len(self.classes)} class(es); need at least 2.")
-        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(self.split_seed))
-        n_val, n_test = int(len(pairs) * self.val_fraction), int(len(pairs) * self.test_fraction)
-        parts = {
-            "val": order[:n_val],
-            "test": order[n_val : n_val + n_test],
-            "train": order[n_val + n_test :],
-        }
-        if self._given.get("tokenizer"):
-            self.tokenizer = tokenizer_from_dict(self._given["tokenizer"])
-        elif self.tokenizer_name.startswith("hf:"):
-            self.tokenizer = HFTokenizer.load(self.tokenizer_name[3:])
-        else:
-            self.tokenizer = CharTokenizer.train("".join(pairs[i][1] for i in parts["train"]))
-        for split, idx in parts.items():
-            if len(idx):
-                self.sets[split] = self._tensors([pairs[i] for i in idx])
-        digest = hashlib.sha256("".join(f"{a}\t{b}\n" for a, b in pairs).encode()).hexdigest()
+            raise FmlabError(f"{self._name} holds {len(self.classes)} class(es); need at least 2.")
+        # The tokenizer learns from every training text, also those train_subset leaves out: a
+        # text without its label is unlabelled data, which the few-label regime may use (as
+        # masked-LM pre-training on the same texts does). Never from val or test texts.
+        texts = [text for _, pair in splits["train"] for text in pair]
+        if self.train_subset is not None:
+            splits["train"] = self._balanced_subset(splits["train"])
+        self.tokenizer = self._tokenizer(texts)
+        self.sets = {split: self._encode(ex) for split, ex in splits.items() if ex}
+        official = official_files(list(self.files.values()))
         self.record = {
-            "name": str(self.path),
-            "official": False,
-            "fingerprint": digest[:16],
+            "name": official[0].split("/")[0] if official else self._name,
+            "official": bool(official),
+            "files": [str(f) for f in self.files.values()] or [str(self.path)],
+            "fingerprint": fingerprint(splits),
             "classes": self.classes,
             "sizes": {k: len(v) for k, v in self.sets.items()},
+            "train_subset": self.train_subset,
         }
 
-    def _tensors(self, pairs: list[tuple[str, str]]) -> TensorBatches:
-        pad = self.tokenizer.vocab_size
-        ids = torch.full((len(pairs), self.max_length), pad, dtype=torch.long)  # (N, max_length)
-        for row, (_, text) in enumerate(pairs):
-            # max_length counts tokens: a character is at least one, so the cut text holds enough.
-            encoded = self.tokenizer.encode(text[: self.max_length])[: self.max_length]
-            encoded = torch.from_numpy(encoded)
-            ids[row, : len(encoded)] = encoded
-        labels = torch.tensor([self.classes.index(label) for label, _ in pairs])
-        return TensorBatches(ids, labels)
+    @property
+    def _name(self) -> str:
+        return str(self.files.get("train", self.path))
+
+    def _read(self) -> dict[str, list[Example]]:
+        """Examples by split: the official files as they are, or ``path`` split at random."""
+        if self.files:
+            splits = {s: self._read_file(file, f"data.{s}_file") for s, file in self.files.items()}
+        else:
+            examples = self._read_file(self.path, "data.path")
+            g = torch.Generator().manual_seed(self.split_seed)
+            order = torch.randperm(len(examples), generator=g).tolist()
+            n_val = int(len(examples) * self.val_fraction)
+            n_test = int(len(examples) * self.test_fraction)
+            parts = {
+                "val": order[:n_val],
+                "test": order[n_val : n_val + n_test],
+                "train": order[n_val + n_test :],
+            }
+            splits = {s: [examples[i] for i in idx] for s, idx in parts.items()}
+        if len({len(pair) for examples in splits.values() for _, pair in examples}) > 1:
+            raise FmlabError(
+                f"the files of {self._name} hold different numbers of text columns; name the "
+                "same ones for every file: data.text_columns=[...]."
+            )
+        return splits
+
+    def _read_file(self, path: Path, key: str) -> list[Example]:
+        columns, label = self.text_columns, self.label_column
+        return read_examples(
+            path, key, self.format, columns, label, self.encoding, self.encoding_errors
+        )
+
+    def _balanced_subset(self, examples: list[Example]) -> list[Example]:
+        """``train_subset`` examples, ``train_subset // classes`` of each class (the remainder one
+        more each to the first classes), drawn at random by ``split_seed``, in file order."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        labels = torch.tensor([index[label] for label, _ in examples])
+        per_class, extra = divmod(self.train_subset, len(self.classes))
+        g = torch.Generator().manual_seed(self.split_seed)
+        keep = []
+        for c, name in enumerate(self.classes):
+            want, have = per_class + (c < extra), (labels == c).nonzero().flatten()
+            if want > len(have):
+                raise FmlabError(
+                    f"data.train_subset={self.train_subset} cannot be drawn class-balanced: class "
+                    f"{name!r} has {len(have)} training examples and needs {want}. Pick at most "
+                    f"{int(torch.bincount(labels).min()) * len(self.classes)}, or null for all."
+                )
+            keep.append(have[torch.randperm(len(have), generator=g)[:want]])
+        return [examples[i] for i in torch.cat(keep).sort().values.tolist()]
+
+    def _tokenizer(self, texts: list[str]):
+        if self._given.get("tokenizer"):
+            return tokenizer_from_dict(self._given["tokenizer"])
+        if self.tokenizer_name.startswith("hf:"):
+            return HFTokenizer.load(self.tokenizer_name[3:])
+        if self.tokenizer_name == "char":  # data.vocab_size does not apply: one id per character
+            return WithSpecials(CharTokenizer.train("".join(texts)))
+        if self.tokenizer_name == "bpe":  # vocab_size counts the special tokens, as WordPiece's
+            return WithSpecials(BPETokenizer.train(texts, self.vocab_size - len(SPECIAL_TOKENS)))
+        return WordPieceTokenizer.train(texts, self.vocab_size)
+
+    def _encode(self, examples: list[Example]) -> TrimmedBatches:
+        texts = [[pair[i] for _, pair in examples] for i in range(len(examples[0][1]))]
+        if self._has_specials:
+            ids, lengths = encode_with_specials(self.tokenizer, texts, self.max_length)
+        elif len(texts) > 1:
+            raise FmlabError(
+                f"data.tokenizer={self.tokenizer_name} has no [SEP] of fmlab's to join a "
+                "sentence pair: use data.tokenizer=char, bpe or wordpiece."
+            )
+        else:  # hf, or plain char from older checkpoints: the text alone, an id past them pads
+            encoded = self.tokenizer.encode_batch(texts[0])
+            ids, lengths = pad_right(encoded, self.max_length, pad=self.tokenizer.vocab_size)
+        index = {c: i for i, c in enumerate(self.classes)}
+        labels = torch.tensor([index[label] for label, _ in examples])
+        return TrimmedBatches(ids, lengths, labels)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.sets[split]
         sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(dataset, batch_size=None, sampler=sampler)
+        # Resumable mid-epoch: Lightning checkpoints the training loader's position.
+        return BatchLoader(dataset, batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -176,5 +306,8 @@ class LabelledTextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.sets:
-            raise FmlabError("no test split: set data.test_fraction > 0 or test=false.")
+            raise FmlabError(
+                "no test split: set data.test_file, or data.test_fraction > 0 with data.path, or "
+                "test=false."
+            )
         return self._loader("test", self.eval_batch_size, shuffle=False)
