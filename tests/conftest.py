@@ -223,6 +223,10 @@ def synthetic_text(synthetic_data) -> Path:
     for i, split in enumerate(("train", "valid", "test")):
         chars = 30_000 if split == "train" else 5_000
         write_text_corpus(synthetic_data / "wikitext-2-raw" / f"wiki.{split}.raw", chars, i)
+    (synthetic_data / "sst2").mkdir(exist_ok=True)
+    for split, n in (("train", 200), ("dev", 40)):  # GLUE's SST-2 layout, two kinds of words
+        rows = [f"{'good fine' if i % 2 else 'bad dull'} film {i} \t{i % 2}" for i in range(n)]
+        (synthetic_data / "sst2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows))
     return synthetic_data
 
 

@@ -39,6 +39,8 @@ def stand_ins(experiment: str, data: Path, request) -> list[str]:
     Hugging Face models by a tiny one."""
     if experiment.startswith("hf_"):
         return [f"model.name_or_path={request.getfixturevalue('hf_model_dir')}"]
+    if experiment == "bert_tiny_sst2":  # its checkpoint is read by train(), not by build()
+        return [f"init_from={data / 'pretrained.ckpt'}"]
     if experiment == "gpt2_owt":
         bpe = write_tiktoken_file(data / "small.tiktoken")
         return [

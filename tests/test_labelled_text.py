@@ -149,6 +149,23 @@ def test_dynamic_padding_cuts_each_batch_to_its_longest(tmp_path):
     )
 
 
+def test_group_by_length_pads_less_and_still_serves_every_example_once(tmp_path):
+    train = str(write_glue(tmp_path / "train.tsv", n=640))
+    padded = {}
+    for group in (False, True):
+        dm = loaded(train_file=train, batch_size=8, max_length=64, group_by_length=group)
+        served = batches(dm.train_dataloader())
+        assert sum(len(y) for _, y in served) == 640 and len(served) == 80
+        padded[group] = sum(ids.numel() for ids, _ in served)
+        if group:  # a batch's lengths are close; the order of batches is still random
+            spans = [int((ids != 0).sum(1).max() - (ids != 0).sum(1).min()) for ids, _ in served]
+            assert sum(spans) / len(spans) < 1  # words are 1..9 long: at random, spans of ~6
+            first = [ids.shape[1] for ids, _ in served]
+            assert first != sorted(first)
+            assert first == [ids.shape[1] for ids, _ in batches(dm.train_dataloader())]
+    assert padded[True] < 0.8 * padded[False]
+
+
 def test_wordpiece_round_trip_with_the_specials_first():
     texts = ["The cat sat on the mat.", "A dog sat on the log!"] * 20
     tokenizer = WordPieceTokenizer.train(texts, vocab_size=120)

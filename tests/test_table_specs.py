@@ -8,11 +8,12 @@ from omegaconf import OmegaConf
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
+from fmlab.tables.launch import row_overrides
 from fmlab.tables.spec import load_spec, parse_spec
 
 TABLES = sorted(p.stem for p in Path(CONF_DIR, "table").glob("*.yaml"))
 EXPERIMENTS = {p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml")}
-ROWS = [(t, i) for t in TABLES for i in range(len(load_spec(t).rows))]
+ROWS = [(t, i) for t in TABLES for i in range(len(load_spec(t).pretrain + load_spec(t).rows))]
 
 
 def test_the_shipped_tables():
@@ -23,11 +24,13 @@ def test_the_shipped_tables():
         "gpt2_owt",
         "nanogpt_shakespeare_char",
         "resnet_cifar10_he2016",
+        "sst2_pretraining",
     ]
     requires = {t: load_spec(t).requires for t in TABLES}
     assert [t for t, r in requires.items() if r == "cpu"] == [
         "char_lm_shakespeare",
         "convnet_cifar10",
+        "sst2_pretraining",
     ]
 
 
@@ -51,15 +54,17 @@ def test_published_numbers():
     assert refs["cifar10_lt_cui2019"] == [(v, v) for v in lt]
     assert refs["nanogpt_shakespeare_char"] == [(1.4697, 1.4697)]
     assert refs["gpt2_owt"] == [(2.85, 2.85)]
+    assert refs["sst2_pretraining"] == [(84.0, 84.0), (83.2, 83.2)]
 
 
 @pytest.mark.parametrize(("table", "index"), ROWS)
-def test_every_row_composes(table, index, compose_cfg, synthetic_data):
+def test_every_row_composes(table, index, compose_cfg, synthetic_data, tmp_path):
     spec = load_spec(table)
-    row = spec.rows[index]
+    row = (spec.pretrain + spec.rows)[index]
     experiment = next(o for o in row.overrides if o.startswith("experiment=")).split("=")[1]
     assert experiment in EXPERIMENTS, f"table {table} names a recipe that does not exist"
-    overrides = [*spec.overrides, *row.overrides, f"paths.data_dir={synthetic_data}", "seed=1"]
+    overrides = [*spec.overrides, *row_overrides(row, tmp_path)]
+    overrides += [f"paths.data_dir={synthetic_data}", "seed=1"]
     OmegaConf.to_container(compose_cfg("train", overrides), resolve=True)
 
 

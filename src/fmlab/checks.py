@@ -26,6 +26,7 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.utils import get_object
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fmlab import constraints, files
@@ -133,11 +134,14 @@ def job(run: Callable, cfg):
             log.error("%s Fix that value on the command line or in its conf/ file.", _one_line(err))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
-        log.error(
-            "%s%s. Fix that value on the command line or in its conf/ file.",
-            f"{key}: " if key else "",
-            _one_line(err),
-        )
+        if (own := _fmlab_error_in(err)) is not None:  # a resolver's own message says it all
+            log.error("%s: %s", key, own)
+        else:
+            log.error(
+                "%s%s. Fix that value on the command line or in its conf/ file.",
+                f"{key}: " if key else "",
+                _one_line(err),
+            )
     except SIGTERMException:
         log.warning(
             "Stopped by a signal (pre-emption, scancel or a time limit). Run the same command "
@@ -145,6 +149,13 @@ def job(run: Callable, cfg):
         )
         raise SystemExit(128 + 15) from None
     raise SystemExit(1)
+
+
+def _fmlab_error_in(err: BaseException) -> FmlabError | None:
+    """The FmlabError that an OmegaConf error wraps (a resolver's), however deep."""
+    while err is not None and not isinstance(err, FmlabError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def _log_disk_full(full, cfg) -> None:
@@ -157,6 +168,17 @@ def _log_disk_full(full, cfg) -> None:
 
 def _one_line(err: Exception) -> str:
     return " ".join(s.strip() for s in str(err).splitlines() if s.strip()).rstrip(".")
+
+
+def check_given(cfg) -> None:
+    """A value the config marks ``???`` (one only the user can give, e.g. the checkpoint a
+    fine-tuning recipe starts from) must be given: OmegaConf would pass the string "???" on."""
+    if missing := sorted(OmegaConf.missing_keys(cfg)):
+        raise FmlabError(
+            f"{', '.join(missing)}: the config leaves {'it' if len(missing) == 1 else 'them'} "
+            f"to you (???). Add {' '.join(f'{k}=<value>' for k in missing)} to the command; the "
+            "comment beside the key in the recipe or config group says what it takes."
+        )
 
 
 def check_config(config: dict, where: str = "") -> None:

@@ -116,6 +116,12 @@ def package_file(package: str, path: str) -> str:
     return str(folder / path)
 
 
+def required(what: str):
+    """``${fmlab.required:what}``: a value the user must give (a recipe's ``???`` would not do:
+    merged over the key's default, Hydra keeps the default). Resolving it means nobody gave it."""
+    raise FmlabError(f"this recipe needs {what}, which only you can give: add it to the command.")
+
+
 for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
@@ -125,5 +131,6 @@ for _name, _fn in {
     "sweep_group": sweep_group,
     "timm_stat": timm_stat,
     "package_file": package_file,
+    "required": required,
 }.items():
     OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)

@@ -58,6 +58,7 @@ def build(cfg: DictConfig, datamodule=None):
 def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    checks.check_given(cfg)
     checks.check_config(OmegaConf.to_container(cfg, resolve=True))
     resume.check_options(cfg)
     L.seed_everything(cfg.seed, workers=True)

@@ -61,6 +61,7 @@ class LabelledTextDataModule(L.LightningDataModule):
         max_length: Annotated[int, AT_LEAST_ONE] = 256,
         batch_size: Annotated[int, AT_LEAST_ONE] = 32,
         eval_batch_size: Annotated[int, AT_LEAST_ONE] = 256,
+        group_by_length: bool = False,
         val_fraction: Annotated[float, FRACTION] = 0.1,
         test_fraction: Annotated[float, FRACTION] = 0.1,
         train_subset: Annotated[int, AT_LEAST_ONE] | None = None,
@@ -99,6 +100,7 @@ class LabelledTextDataModule(L.LightningDataModule):
         self.format, self.label_column = format, label_column
         self.text_columns = list(text_columns) if text_columns else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.group_by_length = group_by_length
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.train_subset, self.split_seed, self.seed = train_subset, split_seed, seed
         self.encoding, self.encoding_errors = encoding, encoding_errors
@@ -294,7 +296,8 @@ class LabelledTextDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.sets[split]
-        sampler = BatchIndices(len(dataset), batch_size, shuffle=shuffle, seed=self.seed)
+        lengths = dataset.tensors[1] if self.group_by_length and split == "train" else None
+        sampler = BatchIndices(len(dataset), batch_size, shuffle, self.seed, lengths=lengths)
         # Resumable mid-epoch: Lightning checkpoints the training loader's position.
         return BatchLoader(dataset, batch_size=None, sampler=sampler)
 

@@ -63,6 +63,11 @@ def job_state(folder: Path, overrides: list[str]) -> str:
     return "complete" if identity(made_with) == identity(overrides) else "stale"
 
 
+def row_overrides(row: Row, runs_dir: Path) -> list[str]:
+    """The row's overrides, ``{runs}`` replaced by the table's runs folder."""
+    return [o.replace("{runs}", str(runs_dir)) for o in row.overrides]
+
+
 def plan(spec: TableSpec, runs_dir: Path, passthrough: list[str]) -> list[Job]:
     """Every job of the table: the pre-training runs first (rows start from them), then the rows.
     ``{runs}`` in an override is the table's runs folder, so a row names a pre-training run's
@@ -71,8 +76,12 @@ def plan(spec: TableSpec, runs_dir: Path, passthrough: list[str]) -> list[Job]:
     for row in spec.pretrain + spec.rows:
         for seed in spec.seeds:
             folder = runs_dir / row.id / f"seed_{seed}"
-            given = [o.replace("{runs}", str(runs_dir)) for o in row.overrides]
-            overrides = [*spec.overrides, *given, *passthrough, f"seed={seed}"]
+            overrides = [
+                *spec.overrides,
+                *row_overrides(row, runs_dir),
+                *passthrough,
+                f"seed={seed}",
+            ]
             jobs.append(Job(row, seed, folder, overrides, job_state(folder, overrides)))
     return jobs
 

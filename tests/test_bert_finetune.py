@@ -1,0 +1,71 @@
+"""BERT from masked-LM pre-training to fine-tuning through fmlab-train's own code path: the
+tokenizer travels in the checkpoint into the fine-tuning run, init_from loads every tensor of the
+encoder and records it, a tokenizer of another kind is refused by name, and a short fine-tune on
+labelled sentences beats chance."""
+
+import shutil
+
+import pytest
+import torch
+from test_labelled_text import write_glue
+
+from fmlab.errors import FmlabError
+from fmlab.train import train
+
+
+@pytest.fixture
+def glue(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    train_file, dev_file = write_glue(data / "train.tsv", n=240), write_glue(data / "dev.tsv", n=60)
+    return [
+        f"data.train_file={train_file}",
+        f"data.val_file={dev_file}",
+        "data.vocab_size=60",
+        "data.batch_size=16",
+        "logger=csv",
+        "trainer.accelerator=cpu",
+    ]
+
+
+def test_pretrain_then_fine_tune_carries_the_tokenizer_and_the_encoder(compose_cfg, glue, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny net: one thread is fastest, and immune to a loaded CPU
+    try:
+        pre = train(
+            compose_cfg("train", ["experiment=bert_tiny_mlm_sst2", *glue, "trainer.max_epochs=3"])
+        )
+        assert pre["metrics"]["val/mlm_loss"] < 4.0  # ln(60) = 4.09 is a uniform guess
+        init_from = tmp_path / "mlm.ckpt"
+        shutil.move(pre["checkpoints"]["last"], init_from)
+        shutil.rmtree(tmp_path / "checkpoints")  # the next run shares the folder: a new run
+
+        with pytest.raises(FmlabError, match="wordpiece.*bpe|bpe.*wordpiece"):
+            train(
+                compose_cfg(
+                    "train",
+                    [
+                        "experiment=bert_tiny_sst2",
+                        f"init_from={init_from}",
+                        *glue,
+                        "data.tokenizer=bpe",
+                    ],
+                )
+            )
+
+        # data.vocab_size=30 would train another tokenizer: the checkpoint's is used instead.
+        overrides = ["experiment=bert_tiny_sst2", f"init_from={init_from}", *glue]
+        overrides += ["data.vocab_size=30", "optimizer.lr=1e-3", "trainer.max_epochs=4"]
+        fine = train(compose_cfg("train", overrides))
+    finally:
+        torch.set_num_threads(threads)
+    report = fine["transfer"]
+    assert report["loaded"] == report["of"] and not report["shape_differs"]
+    assert report["from"] == str(init_from.resolve())
+    assert fine["metrics"]["val/acc"] > 0.9  # the words tell the classes apart; the majority: 2/3
+    state = "LabelledTextDataModule"
+    tokenizers = [
+        torch.load(p, weights_only=True)[state]["tokenizer"]
+        for p in (init_from, fine["checkpoints"]["last"])
+    ]
+    assert tokenizers[0] == tokenizers[1] and tokenizers[0]["kind"] == "wordpiece"
