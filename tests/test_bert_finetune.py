@@ -9,8 +9,11 @@ import pytest
 import torch
 from test_labelled_text import write_glue
 
+from fmlab.data import LabelledTextDataModule
+from fmlab.data.tokenizer import SPECIAL_TOKENS
 from fmlab.errors import FmlabError
-from fmlab.train import train
+from fmlab.train import build, train
+from fmlab.transfer import take_tokenizer
 
 
 @pytest.fixture
@@ -69,3 +72,32 @@ def test_pretrain_then_fine_tune_carries_the_tokenizer_and_the_encoder(compose_c
         for p in (init_from, fine["checkpoints"]["last"])
     ]
     assert tokenizers[0] == tokenizers[1] and tokenizers[0]["kind"] == "wordpiece"
+
+
+def test_masked_lm_on_a_token_store_then_labelled_text_reads_the_same_ids(
+    compose_cfg, synthetic_text, tmp_path
+):
+    overrides = ["data=tiny_shakespeare", "data.special_tokens=true", "data.block_size=32"]
+    overrides += ["task=masked_lm", "model=bert_tiny", "optimizer=adamw", "trainer.max_steps=3"]
+    overrides += [f"paths.data_dir={synthetic_text}", "logger=csv", "trainer.accelerator=cpu"]
+    overrides += ["test=false", "optimized_metric=val/mlm_loss"]
+    record = train(compose_cfg("train", overrides))
+    assert record["timing"]["train_steps"] == 3 and "val/mlm_loss" in record["metrics"]
+
+    datamodule = build(compose_cfg("train", overrides))[0]
+    ids, labels = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+    special = datamodule.special_ids
+    assert ids.shape == (datamodule.batch_size, 32) and not labels.any()
+    assert (ids[:, 0] == special["cls"]).all() and (ids[:, -1] == special["sep"]).all()
+    assert (ids[:, 1:-1] > special["mask"]).all()  # the corpus's ids, past the special ones
+
+    # Fine-tuning on labelled text takes the corpus's tokenizer as the net saw it: same ids.
+    checkpoint = torch.load(record["checkpoints"]["last"], weights_only=True)
+    labelled = write_glue(tmp_path / "train.tsv")
+    sst = LabelledTextDataModule(train_file=str(labelled), tokenizer="char")
+    take_tokenizer(sst, checkpoint, "mlm.ckpt")
+    sst.setup("fit")
+    text = "the"
+    corpus_ids = datamodule.tokenizer.encode(text) + len(SPECIAL_TOKENS)
+    assert sst.tokenizer.encode(text).tolist() == corpus_ids.tolist()
+    assert sst.net_args["vocab_size"] == datamodule.net_args["vocab_size"]

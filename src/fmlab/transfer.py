@@ -48,9 +48,9 @@ def take_tokenizer(datamodule, checkpoint: dict, path: str) -> None:
     tokenizer. Lightning keeps each data module's state under its class name; any of them that
     holds a tokenizer is taken (pre-trained on a corpus, fine-tuned on a labelled set)."""
     use = getattr(datamodule, "use_tokenizer", None)
-    found = [
-        v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and v.get("tokenizer")
-    ]
+    # net_tokenizer: a corpus's tokenizer as the net saw it (with BERT's special tokens).
+    states = [v for v in checkpoint.values() if isinstance(v, dict) and v.get("tokenizer")]
+    found = [v.get("net_tokenizer") or v["tokenizer"] for v in states]
     if use is not None and found:
         use(found[0], path)
 

@@ -28,6 +28,7 @@ from fmlab.data.batches import BatchIndices
 from fmlab.data.corpora import CORPORA
 from fmlab.data.prepare import PrepareSpec, check_tokenizer, ensure_store
 from fmlab.data.store import Tokens, open_store
+from fmlab.data.tokenizer import SPECIAL_IDS, SPECIAL_TOKENS, WithSpecials
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class TextDataModule(L.LightningDataModule):
         text_field: str = "text",
         num_proc: Annotated[int, AT_LEAST_ONE] = 1,
         shard_tokens: Annotated[int, AT_LEAST_ONE] = 100_000_000,
+        special_tokens: bool = False,
     ) -> None:
         super().__init__()
         check_tokenizer(tokenizer)
@@ -144,6 +146,7 @@ class TextDataModule(L.LightningDataModule):
         # The arguments that define the store (fmlab-prepare reads the same keys); the rest serve.
         self.spec = PrepareSpec.from_config({**locals(), "data_dir": str(self.data_dir)})
         self.block_size, self.max_eval_windows = block_size, max_eval_windows
+        self.special_tokens = special_tokens
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.store = None
         self.train_loader: WindowLoader | None = None
@@ -156,7 +159,25 @@ class TextDataModule(L.LightningDataModule):
     @property
     def net_args(self) -> dict:
         self._load()
+        if self.special_tokens:  # BERT's inputs: windows of one sequence each, no classes
+            return {
+                "vocab_size": self.store.vocab_size + len(SPECIAL_TOKENS),
+                "num_classes": 0,
+                "pad_id": SPECIAL_IDS["pad"],
+                "max_length": self.block_size,
+            }
         return {"vocab_size": self.store.vocab_size, "block_size": self.block_size}
+
+    @property
+    def special_ids(self) -> dict:
+        """The ids of [PAD] [UNK] [CLS] [SEP] [MASK] (0..4), for task=masked_lm."""
+        if not self.special_tokens:
+            raise FmlabError(
+                "task=masked_lm needs BERT's special tokens in the data: set "
+                "data.special_tokens=true (each window becomes [CLS] tokens [SEP], the store's ids "
+                "shifted past the five special ones)."
+            )
+        return dict(SPECIAL_IDS)
 
     @property
     def has_val(self) -> bool:
@@ -169,8 +190,16 @@ class TextDataModule(L.LightningDataModule):
         return "test" in self.tokens
 
     def state_dict(self) -> dict:
-        """Saved inside every checkpoint: sampling and evaluation reuse this exact tokenizer."""
-        return {"tokenizer": self.tokenizer.to_dict()} if self.tokenizer else {}
+        """Saved inside every checkpoint: sampling and evaluation reuse this exact tokenizer.
+        With special tokens, also the tokenizer as the net saw it, for the labelled data of a
+        fine-tuning run (fmlab.transfer.take_tokenizer)."""
+        if not self.tokenizer:
+            return {}
+        with_specials = {"net_tokenizer": WithSpecials(self.tokenizer).to_dict()}
+        return {
+            "tokenizer": self.tokenizer.to_dict(),
+            **(with_specials if self.special_tokens else {}),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Before the data is loaded (fmlab-eval): encode whatever corpus is configured with the
@@ -179,7 +208,7 @@ class TextDataModule(L.LightningDataModule):
             self.spec.given_tokenizer = state["tokenizer"]
             return
         self._load()
-        if state.get("tokenizer") and self.state_dict().get("tokenizer") != state["tokenizer"]:
+        if state.get("tokenizer") and self.state_dict()["tokenizer"] != state["tokenizer"]:
             raise FmlabError(
                 f"the checkpoint was trained with a different tokenizer than corpus "
                 f"{self.corpus!r} with data.tokenizer={self.tokenizer_kind} builds now (the corpus "
@@ -221,7 +250,19 @@ class TextDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training and self.train_loader is not None:
             self.train_loader.trained()
         batch = batch.long()  # (B, block_size + 1)
+        if self.special_tokens:
+            return self._with_specials(batch[:, : self.block_size - 2]), batch.new_zeros(len(batch))
         return batch[:, :-1], batch[:, 1:]  # inputs, next-token targets
+
+    def _with_specials(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[CLS] tokens [SEP]`` (B, block_size), the ids as WithSpecials numbers them (the
+        labelled data of a fine-tuning run reads text the same way). A window may span documents
+        with the end-of-text id between them, as RoBERTa's FULL-SENTENCES inputs do."""
+        ids = tokens + len(SPECIAL_TOKENS)
+        if (unknown := getattr(self.tokenizer, "unknown_id", None)) is not None:
+            ids[tokens == unknown] = SPECIAL_IDS["unk"]
+        cls, sep = (torch.full_like(ids[:, :1], SPECIAL_IDS[k]) for k in ("cls", "sep"))
+        return torch.cat([cls, ids, sep], 1)  # (B, block_size)
 
     # ---- loading --------------------------------------------------------------------------
     def _eval_loader(self, split: str) -> DataLoader:
