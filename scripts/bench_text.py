@@ -72,16 +72,16 @@ def loop(steps: int, cache_dir: str) -> dict:
     return {"ms_per_step": 1000 * seconds / steps, "last_loss": torch.stack(last).mean().item()}
 
 
-def fmlab(steps: int, cache_dir: str) -> dict:
+def run_fmlab(steps: int, overrides: list[str], loss_key: str) -> dict:
+    """fmlab-train for ``steps`` steps without evaluation: ms per step and the logged loss."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             str(Path(sys.executable).with_name("fmlab-train")),
-            "experiment=gpt_shakespeare_char_cpu",
+            *overrides,
             f"trainer.max_steps={steps}",
             "+trainer.limit_val_batches=0",  # the loop does not evaluate either
             "optimized_metric=null",
             "callbacks.model_checkpoint.monitor=null",
-            f"data.cache_dir={cache_dir}",
             f"hydra.run.dir={tmp}/run",
         ]
         env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": tmp}
@@ -90,8 +90,14 @@ def fmlab(steps: int, cache_dir: str) -> dict:
     timing = record["timing"]
     return {
         "ms_per_step": 1000 * timing["train_s"] / timing["train_steps"],
-        "last_loss": record["metrics"].get("train/loss", math.nan),  # mean of the last 50 steps
+        "last_loss": record["metrics"].get(loss_key, math.nan),
     }
+
+
+def fmlab(steps: int, cache_dir: str) -> dict:
+    # train/loss: the mean of the last 50 steps
+    overrides = ["experiment=gpt_shakespeare_char_cpu", f"data.cache_dir={cache_dir}"]
+    return run_fmlab(steps, overrides, "train/loss")
 
 
 def mlm_loop(steps: int, cache_dir: str) -> dict:
@@ -154,25 +160,7 @@ def mlm_loop(steps: int, cache_dir: str) -> dict:
 
 
 def mlm_fmlab(steps: int, cache_dir: str) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            str(Path(sys.executable).with_name("fmlab-train")),
-            "experiment=bert_tiny_mlm_sst2",
-            f"trainer.max_steps={steps}",
-            "+trainer.limit_val_batches=0",  # the loop does not evaluate either
-            "optimized_metric=null",
-            "callbacks.model_checkpoint.monitor=null",
-            "logger=csv",
-            f"hydra.run.dir={tmp}/run",
-        ]
-        env = {**os.environ, "WANDB_MODE": "offline", "FMLAB_ROOT": tmp}
-        subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
-        record = json.loads(Path(tmp, "run", "results.json").read_text())
-    timing = record["timing"]
-    return {
-        "ms_per_step": 1000 * timing["train_s"] / timing["train_steps"],
-        "last_loss": record["metrics"].get("train/loss_step", math.nan),  # the last logged step
-    }
+    return run_fmlab(steps, ["experiment=bert_tiny_mlm_sst2", "logger=csv"], "train/loss_step")
 
 
 CHILDREN = {"loop": loop, "fmlab": fmlab, "mlm_loop": mlm_loop, "mlm_fmlab": mlm_fmlab}

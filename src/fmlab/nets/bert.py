@@ -82,7 +82,8 @@ class Bert(nn.Module):
 
     idx (B, T) is padded on the right with ``pad_id``; each row starts with ``[CLS]``. The
     attention mask is ``idx != pad_id``. ``vocab_size``, ``num_classes``, ``pad_id`` and
-    ``max_length`` come from the data.
+    ``max_length`` come from the data; an unlabelled corpus gives ``num_classes=0`` (pre-training
+    only: a fine-tuning run makes the classifier anew for its classes).
     """
 
     def __init__(
