@@ -112,6 +112,7 @@ srun {train} run_id=preempted paths.data_dir={synthetic_data} data.val_size=40 \
         # idle once the batch step ends, but the srun step's slurmstepd can outlive it by seconds;
         # released before that one is gone, the requeued job failed at once, with no output (CI).
         wait_for(lambda: not old_steps(job_id), 180, "the old job's steps to end")
+        time.sleep(1)  # and slurmd to clean up after them
         wait_for(lambda: finished(job_id, tmp_path, run_dir), 400, "the requeued job to finish")
     finally:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
