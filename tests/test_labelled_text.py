@@ -178,6 +178,10 @@ def test_wordpiece_round_trip_with_the_specials_first():
     again = tokenizer_from_dict(tokenizer.to_dict())
     assert isinstance(again, WordPieceTokenizer) and again.to_dict() == tokenizer.to_dict()
     assert again.encode("the dog").tolist() == tokenizer.encode("the dog").tolist()
+    pieces = {i: t for t, i in vocab.items()}
+    continues = tokenizer.continuation_ids  # for whole-word masking
+    assert continues and all(pieces[i].startswith("##") for i in continues)
+    assert sum(t.startswith("##") for t in vocab) == len(continues)
 
 
 @pytest.mark.parametrize("base", ["char", "bpe"])

@@ -133,6 +133,12 @@ class LabelledTextDataModule(L.LightningDataModule):
         return dict(self.tokenizer.special_ids)
 
     @property
+    def continuation_ids(self) -> list[int] | None:
+        """Ids that continue a word (WordPiece's ## pieces), for task.whole_word; None else."""
+        self._load()
+        return getattr(self.tokenizer, "continuation_ids", None)
+
+    @property
     def _has_specials(self) -> bool:
         return hasattr(self.tokenizer, "special_ids")
 

@@ -221,6 +221,13 @@ class WordPieceTokenizer:
     def decode(self, ids) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
 
+    @property
+    def continuation_ids(self) -> list[int]:
+        """The ``##`` pieces, which continue a word: whole-word masking masks them with it."""
+        return sorted(
+            i for token, i in self.tokenizer.get_vocab().items() if token.startswith("##")
+        )
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "json": self.tokenizer.to_str()}
 
