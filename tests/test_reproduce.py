@@ -12,6 +12,8 @@ from conftest import run_cli
 
 from fmlab.errors import FmlabError
 from fmlab.record import write_json_atomic
+from fmlab.reproduce import comparisons
+from fmlab.tables.cells import Cell
 from fmlab.tables.launch import check_passthrough, job_state, plan
 from fmlab.tables.spec import parse_spec
 
@@ -143,6 +145,20 @@ def test_pretraining_runs_come_first_and_rows_name_their_checkpoints(tmp_path):
     assert [r.name for r in spec.rows] == ["fine-tuned"]  # the table shows the rows alone
     with pytest.raises(FmlabError, match="distinct"):
         parse_spec("t", {**TINY_SPEC, "pretrain": [{**pretrain[0], "id": "ft"}], "rows": [row]})
+
+
+def test_compared_rows_get_their_difference_and_its_standard_error():
+    rows = [{"name": "new", "id": "new"}, {"name": "old", "id": "old"}]
+    spec = parse_spec("t", {**TINY_SPEC, "rows": rows, "compare": [["new", "old"]]})
+    cells = [Cell(values=[80.0, 82.0, 84.0]), Cell(values=[76.0, 77.0, 78.0])]
+    (line,) = comparisons(spec, cells)  # +5 ± sqrt(4/3 + 1/3) = 1.29: 3.9 SE
+    assert line == "new − old: +5.0 ± 1.3 (standard error; 3.9 SE): ahead by more than two SE."
+    cells[1] = Cell(values=[79.0, 81.0, 83.0])  # +1 ± 1.63
+    assert comparisons(spec, cells)[0].endswith(
+        "(standard error; 0.6 SE): not ahead by more than two SE."
+    )
+    with pytest.raises(FmlabError, match="compare"):
+        parse_spec("t", {**TINY_SPEC, "rows": rows, "compare": [["new", "gone"]]})
 
 
 def test_passthrough_overrides_must_each_give_one_value():

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from fmlab.errors import FmlabError
-from fmlab.tables.cells import Cell, aggregate, best_means
+from fmlab.tables.cells import Cell, aggregate, best_means, difference
 from fmlab.tables.curves import plot_curves
 from fmlab.tables.launch import check_passthrough, launch_missing, plan
 from fmlab.tables.render import (
@@ -114,9 +114,31 @@ def reproduction_grid(spec: TableSpec, cells: list[Cell]) -> Grid:
     )
     notes = [f"Reference: {spec.source}"] if spec.source else []
     notes += footnotes([(r.name, c) for r, c in zip(spec.rows, cells, strict=True)])
+    notes += comparisons(spec, cells)
     notes += list(spec.notes)
     header = [spec.row_header, "Reference", "Ours", "n", "Δ", "Verdict"]
     return Grid(caption, header, "lrrrrl", body, notes)
+
+
+def comparisons(spec: TableSpec, cells: list[Cell]) -> list[str]:
+    """One line per pair the spec compares: the difference of the means and its standard error,
+    and whether the first row is ahead by more than two of them."""
+    by_id = {row.id: (row, cell) for row, cell in zip(spec.rows, cells, strict=True)}
+    lines = []
+    for first, second in spec.compare:
+        (a, cell_a), (b, cell_b) = by_id[first], by_id[second]
+        found = difference(cell_a, cell_b)
+        if found is None:
+            lines.append(f"{a.name} − {b.name}: needs two seeds or more in each.")
+            continue
+        delta, se = found
+        ahead = delta > 2 * se if spec.better == "higher" else delta < -2 * se
+        lines.append(
+            f"{a.name} − {b.name}: {fmt(delta, spec.digits, signed=True)} ± "
+            f"{fmt(se, spec.digits)} (standard error; {abs(delta) / se if se else float('inf'):.1f}"
+            f" SE): {'ahead' if ahead else 'not ahead'} by more than two SE."
+        )
+    return lines
 
 
 def csv_rows(spec: TableSpec, cells: list[Cell]) -> list[dict]:

@@ -73,6 +73,14 @@ def aggregate(
     return cell
 
 
+def difference(a: Cell, b: Cell) -> tuple[float, float] | None:
+    """Mean of ``a`` minus mean of ``b`` and the standard error of that difference (independent
+    seeds: sqrt(s_a²/n_a + s_b²/n_b)); None below two seeds in either."""
+    if a.std is None or b.std is None:
+        return None
+    return a.mean - b.mean, (a.std**2 / a.n + b.std**2 / b.n) ** 0.5
+
+
 def best_means(cells: list[Cell], better: str, digits: int) -> set[int]:
     """Indices of the cells whose mean, as printed, is the best (ties are all best)."""
     shown = {i: round(c.mean, digits) for i, c in enumerate(cells) if c.n}

@@ -28,6 +28,7 @@ KEYS = {
     "curves",
     "smooth",
     "pretrain",
+    "compare",
 }
 ROW_KEYS = {"name", "id", "overrides", "reference"}
 
@@ -55,6 +56,7 @@ class TableSpec:
     source: str | None  # where the reference numbers come from
     rows: tuple[Row, ...]
     pretrain: tuple[Row, ...]  # runs that rows start from (init_from={runs}/<id>/...), not shown
+    compare: tuple[tuple[str, str], ...]  # (row id, row id): the first minus the second, with SE
     notes: tuple[str, ...]
     curves: tuple[str, ...]  # logged metrics drawn as learning curves
     smooth: float  # exponential smoothing of the curves, 0 ≤ smooth < 1
@@ -139,6 +141,16 @@ def parse_spec(name: str, raw: dict, where: str = "<spec>") -> TableSpec:
             where,
             f"row {row.name!r}: seeds come from `seeds`, not from an override.",
         )
+    compare = raw.get("compare") or []
+    _check(
+        isinstance(compare, list)
+        and all(
+            isinstance(p, list) and len(p) == 2 and set(p) <= {r.id for r in rows} for p in compare
+        ),
+        where,
+        f"`compare` is a list of [row id, row id] pairs of the rows' ids {[r.id for r in rows]}, "
+        f"got {compare!r}.",
+    )
     metric = raw["metric"]
     default_curves = ["train/loss_step", re.sub(r"^test/", "val/", metric)]
     smooth = raw.get("smooth", 0.0)
@@ -157,6 +169,7 @@ def parse_spec(name: str, raw: dict, where: str = "<spec>") -> TableSpec:
         source=reference.get("source"),
         rows=rows,
         pretrain=pretrain,
+        compare=tuple(tuple(p) for p in compare),
         notes=_strings(raw.get("notes"), where, "notes"),
         curves=_strings(raw.get("curves", default_curves), where, "curves"),
         smooth=float(smooth),
