@@ -127,6 +127,11 @@ def test_job_state_compares_the_overrides_a_job_was_made_with(tmp_path):
     asked = ["seed=1", "experiment=seed_convnet", "paths.data_dir=/elsewhere"]
     assert job_state(tmp_path / "done", asked) == "complete"  # order and paths.* do not matter
     assert job_state(tmp_path / "done", [*asked, "trainer.max_epochs=1"]) == "stale"
+    # A multirun records an interpolation in a value escaped: the same override.
+    write_finished_job(tmp_path / "swept", [*made, "init_from=/r/seed_$\\{seed\\}/last.ckpt"])
+    assert (
+        job_state(tmp_path / "swept", [*made, "init_from=/r/seed_${seed}/last.ckpt"]) == "complete"
+    )
     assert job_state(tmp_path / "nothing", asked) == "missing"
     (tmp_path / "running" / ".hydra").mkdir(parents=True)
     (tmp_path / "running" / ".hydra" / "config.yaml").write_text("seed: 1\n")

@@ -3,6 +3,7 @@
 fixed folders: <out>/runs/<row id>/seed_<seed>."""
 
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -33,8 +34,11 @@ class Job:
 
 def identity(overrides: list[str]) -> list[str]:
     """What makes a job's result: its overrides, less where things are kept (Hydra's own
-    settings, launchers included, and paths.*: the same data in another folder is the same run)."""
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(("hydra", "paths.")))
+    settings, launchers included, and paths.*: the same data in another folder is the same run).
+    A multirun records each job's overrides with Hydra's escapes (``seed_$\\{seed\\}``): read
+    without them."""
+    kept = (o for o in overrides if not o.lstrip("+~").startswith(("hydra", "paths.")))
+    return sorted(re.sub(r"\\(.)", r"\1", o) for o in kept)
 
 
 def check_passthrough(overrides: list[str]) -> None:
