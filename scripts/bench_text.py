@@ -5,7 +5,7 @@
 warm-up + cosine schedule and gradient clipping.
 ``mlm``: bert_tiny_mlm_sst2. Both pre-train the same BERT-Tiny by masked-LM on SST-2's training
 sentences (WordPiece, batches of 128 grouped by length) with the same masking (15%; 80/10/10),
-AdamW (decay on matrices only, fused) and warm-up + linear decay.
+AdamW (decay on matrices only, fused), gradient clipping and warm-up + linear decay.
 
 Each trains ``--steps`` steps without evaluation, each in its own process, interleaved
 ``--repeat`` times (the best of each is reported). Prints milliseconds per training step and the
@@ -149,6 +149,7 @@ def mlm_loop(steps: int, cache_dir: str) -> dict:
             loss = F.cross_entropy(logits, ids[chosen])
             losses.append(loss.detach())
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)  # as the recipe (Devlin et al. 2019)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             it += 1
