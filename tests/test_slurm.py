@@ -43,6 +43,10 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+# The states a job ends in, other than COMPLETED: a requeued job in one of them will not finish.
+ENDED_BADLY = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
+
+
 def job_state(job_id: str) -> str:
     return slurm("squeue", "-h", "-j", job_id, "-t", "all", "-o", "%T").strip()
 
@@ -66,7 +70,7 @@ def finished(job_id: str, tmp_path: Path, run_dir: Path) -> bool:
     if state == "PENDING":
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                        capture_output=True, timeout=60)  # fmt: skip
-    elif state not in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "COMPLETED"):
+    elif state in ENDED_BADLY:  # any other state (REQUEUED, CONFIGURING, ...) may still pass
         output = "".join(p.read_text() for p in sorted(tmp_path.glob("slurm-*.out")))
         log = run_dir / "train.log"
         raise AssertionError(
