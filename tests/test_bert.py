@@ -235,7 +235,7 @@ def test_a_short_cpu_pretraining_lowers_the_mlm_loss(tmp_path):
         data = CountingText()
         masked_lm = MaskedLM(tiny_bert(dropout=0.0), adamw)  # special ids from the data
         best = ModelCheckpoint(tmp_path, monitor="val/acc", mode="max")  # as callbacks=default
-        trainer = quiet_trainer(max_epochs=12, callbacks=[best], log_every_n_steps=10)
+        trainer = quiet_trainer(tmp_path, max_epochs=12, callbacks=[best], log_every_n_steps=10)
         # A copy: validation leaves inference-mode tensors in the metrics, which fit refuses.
         before = quiet_trainer().validate(copy.deepcopy(masked_lm), datamodule=data, verbose=False)
         before = before[0]
@@ -273,7 +273,9 @@ def test_masked_lm_composes_with_bert_and_labelled_text(compose_cfg, tmp_path):
     datamodule, masked_lm = build(compose_cfg("train", overrides))
     assert isinstance(masked_lm, MaskedLM) and isinstance(masked_lm.net, Bert)
     assert masked_lm.hparams.mask_rate == 0.15 and masked_lm.hparams.special_ids is None
-    quiet_trainer(max_steps=1, limit_val_batches=0).fit(masked_lm, datamodule=datamodule)
+    quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0, enable_checkpointing=False).fit(
+        masked_lm, datamodule=datamodule
+    )
     assert masked_lm.tables["mask_id"] == datamodule.special_ids["mask"]  # read from the data
 
 
