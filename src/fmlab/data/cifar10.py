@@ -138,6 +138,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.record: dict = {}
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.train_set = self.val_set = self.test_set = None
+        self.encoded = False  # True once ``encode`` replaced the images by features
 
     @property
     def net_args(self) -> dict:
@@ -295,6 +296,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.encoded:
+            return batch  # (features, labels): prepared once, by ``encode``
         x, y = batch  # x: (B, 3, 32, 32) uint8 on the training device
         training = self.trainer is not None and self.trainer.training
         if training:
@@ -302,13 +305,39 @@ class CIFAR10DataModule(L.LightningDataModule):
                 x = random_crop(x, self.crop_padding)
             if self.flip:
                 x = random_flip(x)
-        if self.resize is not None:
-            # After crop and flip, which move whole 32×32 pixels; cutout, below, counts pixels of
-            # the resized image.
-            x = resize(x, self.resize)  # (B, 3, resize, resize) float pixels in [0, 255]
-        if x.device not in self._stats:
-            self._stats[x.device] = normalizer(self.mean, self.std, x.device)
-        x = normalize(x, *self._stats[x.device])
+        x = self.prepare(x)
         if training and self.cutout:
             x = cutout(x, self.cutout)  # after normalising: the square becomes the mean colour
         return x, y
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images → the net's input: resized (after crop and flip, which move whole
+        32×32 pixels; cutout counts pixels of the resized image) and normalised."""
+        if self.resize is not None:
+            x = resize(x, self.resize)  # (B, 3, resize, resize) float pixels in [0, 255]
+        if x.device not in self._stats:
+            self._stats[x.device] = normalizer(self.mean, self.std, x.device)
+        return normalize(x, *self._stats[x.device])
+
+    @property
+    def preparation(self) -> dict:
+        """What ``prepare`` does, for the keys of caches of prepared images."""
+        return {"resize": self.resize, "mean": self.mean, "std": self.std}
+
+    def encode(self, features) -> None:
+        """Replace every split's images by ``features(images, split)`` (after ``setup``): a
+        frozen backbone's outputs, computed once (``task.cache_features``). Augmentation would
+        change them every epoch, so it is refused."""
+        if self.crop or self.flip or self.cutout:
+            raise FmlabError(
+                f"task.cache_features=true computes each image's features once, so it cannot "
+                f"train on augmented images (data.crop={self.crop}, data.flip={self.flip}, "
+                f"data.cutout={self.cutout}). Add augment=none, or set "
+                "task.cache_features=false to run the frozen backbone on every batch."
+            )
+        for split in ("train", "val", "test"):
+            dataset = getattr(self, f"{split}_set")
+            if dataset is not None:
+                images, labels = dataset.tensors
+                setattr(self, f"{split}_set", TensorBatches(features(images, split), labels))
+        self.encoded = True

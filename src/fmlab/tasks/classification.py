@@ -1,6 +1,7 @@
 """Image classification: any net that maps (B, C, H, W) images to (B, num_classes) logits."""
 
 import inspect
+from pathlib import Path
 from functools import partial
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fmlab import losses
 from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
+from fmlab.frozen_features import backbone_sha256, cached_head_inputs
 from fmlab.hub.lora import apply_lora, lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task
 from fmlab.transfer import head_name, in_head
@@ -49,6 +51,8 @@ class ImageClassifier(Task):
         layer_lr_decay: Annotated[float, POSITIVE] = 1.0,
         class_metrics: bool = False,
         lora: dict | None = None,
+        cache_features: bool = False,
+        feature_cache_dir: str = "cache/features",
     ) -> None:
         super().__init__()
         lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
@@ -71,7 +75,14 @@ class ImageClassifier(Task):
                 "layers (no layer_of method), so its learning rate cannot decay by depth. Use "
                 "task.layer_lr_decay=1.0 with this net, or a Transformer encoder (model=bert_*)."
             )
+        if cache_features and not freeze_backbone:
+            raise FmlabError(
+                "task.cache_features=true keeps the backbone's features from one pass, which "
+                "only holds while the backbone does not train. Add task.freeze_backbone=true "
+                "(a linear probe), or set task.cache_features=false."
+            )
         self.head = head_name(net) if freeze_backbone or head_lr is not None else None
+        self.encoded_head: str | None = None  # set when the data hands over cached features
         if freeze_backbone:
             for name, p in net.named_parameters():
                 p.requires_grad_(in_head(name, self.head))
@@ -84,12 +95,40 @@ class ImageClassifier(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch: of images through the net, or of cached features (what the head
+        receives) through the head alone."""
+        return self.net.get_submodule(self.encoded_head)(x) if self.encoded_head else self.net(x)
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        if not self.hparams.cache_features or dm is None:
+            return
+        if not getattr(dm, "encoded", False):
+            if not hasattr(dm, "encode"):
+                raise FmlabError(
+                    f"task.cache_features=true needs a data module that can hand over features "
+                    f"instead of images; {type(dm).__name__} cannot. Set "
+                    "task.cache_features=false."
+                )
+            backbone = backbone_sha256(self.net, self.head)
+            folder = Path(self.hparams.feature_cache_dir).expanduser()
+            device = self.trainer.strategy.root_device
+            dm.encode(
+                lambda images, split: cached_head_inputs(
+                    self.net, self.head, backbone, images, dm.prepare, dm.preparation,
+                    folder, device, dm.eval_batch_size,
+                )
+            )
+            self.run_record["features"] = {"backbone_sha256": backbone, "cache": str(folder)}
+        self.encoded_head = self.head
+
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.criterion(logits, y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self.net(x)  # (B, num_classes)
+        logits = self.classify(x)  # (B, num_classes)
         loss = self.loss(logits, y)
         with torch.no_grad():  # one in-place add a step: at batch size 4 every op shows
             self.train_sums.add_(torch.stack((loss * len(y), (logits.argmax(1) == y).sum())))
@@ -106,7 +145,7 @@ class ImageClassifier(Task):
 
     def eval_step(self, batch, split: str) -> None:
         x, y = batch
-        logits = self.net(x)
+        logits = self.classify(x)
         getattr(self, f"{split}_loss").update(self.loss(logits, y), len(y))
         getattr(self, f"{split}_acc").update(logits, y)
         getattr(self, f"{split}_class_acc").update(logits, y)
