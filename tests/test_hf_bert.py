@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import quiet_trainer, run_cli
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from test_hf import OFFLINE, export_cli
 from test_labelled_text import write_glue
 
@@ -203,3 +204,27 @@ def test_a_pretrained_fmlab_bert_exports_and_scores_the_same_in_transformers(
     )
     hf_loss = validate(compose_cfg("train", hf_masked_lm(out, glue)), tmp_path)
     assert hf_loss == pytest.approx(fmlab_loss, abs=1e-5)
+
+
+def test_a_fine_tuned_fmlab_bert_exports_as_a_sequence_classifier(glue, compose_cfg, tmp_path):
+    from fmlab.hub.export import export
+
+    overrides = ["model=bert_tiny", "model.n_embd=32", "optimizer=adamw", *glue]
+    record = train(compose_cfg("train", [*overrides, "optimized_metric=val/acc", "test=false"]))
+    ckpt, out = record["checkpoints"]["last"], tmp_path / "exported"
+    export(
+        OmegaConf.create({"ckpt_path": ckpt, "out": str(out), "format": "hf", "merge_lora": False})
+    )
+
+    net, tokenizer, labels = load_bert(torch.load(ckpt, weights_only=True))
+    assert labels == ["0", "1"]  # SST-2's classes, in the classifier's order
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        out, local_files_only=True
+    )
+    assert model.config.id2label == {0: "0", 1: "1"}
+    theirs = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
+    batch = theirs(["good sweet fine lovely", "awful"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.eval()(**batch).logits, net(batch["input_ids"]), atol=1e-5, rtol=1e-5
+        )

@@ -52,10 +52,12 @@ class HFSequenceClassifier(nn.Module):
     """Any ``AutoModelForSequenceClassification`` as ``forward(idx) -> (B, num_classes)`` logits,
     like fmlab's SequenceClassifier: idx (B, T) padded on the right with ``pad_id``.
 
-    fmlab's labelled text pads with an id past the tokenizer's (``pad_id``); the model is given
-    its own padding id there and an attention mask. A model with no padding id (GPT-2) pads with
-    its end-of-sequence id, which its classifier also reads to find each text's last token. A head
-    of another number of classes than the data's is made anew (``ignore_mismatched_sizes``).
+    fmlab's labelled text pads with ``pad_id``: an id past the tokenizer's, or the tokenizer's
+    own [PAD] when it names BERT's special tokens (the text is then framed by its [CLS] and
+    [SEP]); the model is given its own padding id there and an attention mask. A model with no
+    padding id (GPT-2) pads with its end-of-sequence id, which its classifier also reads to find
+    each text's last token. A head of another number of classes than the data's is made anew
+    (``ignore_mismatched_sizes``).
     """
 
     def __init__(self, name_or_path: str, num_classes: int, pad_id: int) -> None:
