@@ -274,3 +274,36 @@ def hf_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def hf_bert_dir(tmp_path_factory) -> Path:
+    """A tiny BertForMaskedLM (2 layers, width 32, 64 positions, random weights) and its fast
+    WordPiece tokenizer, as save_pretrained writes them. As in Google's vocabularies, [CLS]
+    [SEP] [MASK] are not at fmlab's ids 0..4 but after the words: ids come from the tokenizer."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    words = "bad sour dull awful grim good sweet fine lovely warm the a film is ##s ##ly".split()
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", *words, "[CLS]", "[SEP]", "[MASK]"])}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_sep = [("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=cls_sep
+    )
+    folder = tmp_path_factory.mktemp("hf_bert")
+    names = ("pad", "unk", "cls", "sep", "mask")
+    tokens = dict(zip(names, ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), strict=True))
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, **{f"{name}_token": t for name, t in tokens.items()}
+    ).save_pretrained(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.BertForMaskedLM(config).save_pretrained(folder)
+    return folder

@@ -31,6 +31,7 @@ TEXT_DATA = {"gpt": "tiny_shakespeare", "lstm": "tiny_shakespeare", "gru": "tiny
 TEXT_DATA |= {"rnn": "tiny_shakespeare", "seq_lstm": "labelled", "seq_transformer": "labelled"}
 TEXT_DATA |= {"bilstm": "labelled"}
 TEXT_DATA |= {"hf_causal_lm": "tiny_shakespeare", "hf_sequence_classifier": "labelled"}
+TEXT_DATA |= {"hf_masked_lm": "labelled"}
 TEXT_DATA |= {f"bert_{size}": "labelled" for size in ("tiny", "mini", "small", "base")}
 
 
@@ -68,8 +69,10 @@ def test_experiment_composes_and_instantiates(experiment, compose_cfg, synthetic
 def test_every_option_composes(group, option, compose_cfg, synthetic_text, tmp_path, request):
     overrides = [f"{group}={option}", f"paths.data_dir={synthetic_text}"]
     if option.startswith("hf_"):  # a tiny Hugging Face model, tokenising its data too
-        model = request.getfixturevalue("hf_model_dir")
+        masked = option == "hf_masked_lm"  # a BERT, pre-trained on by masked-LM
+        model = request.getfixturevalue("hf_bert_dir" if masked else "hf_model_dir")
         overrides += [f"model.name_or_path={model}", f"data.tokenizer=hf:{model}"]
+        overrides += ["task=masked_lm"] if masked else []
     if group == "model" and option in TASK_OF_MODEL:
         overrides.append(f"task={TASK_OF_MODEL[option]}")
     if TEXT_DATA.get(option) == "tiny_shakespeare":

@@ -4,8 +4,9 @@
 Official files are used as they are (``train_file``, ``val_file``, ``test_file``); one ``path`` is
 split at random. With ``tokenizer`` char, bpe or wordpiece, trained on the training texts, every
 example is ``[CLS] text [SEP]`` (pairs: ``[CLS] a [SEP] b [SEP]``) with BERT's special tokens at
-ids 0..4 and ``[PAD]`` = 0; ``hf:<name_or_path>`` tokenises by a Hugging Face model's own tokenizer
-and pads with an id past it, as do the plain char tokenizers of older checkpoints. Every split is
+ids 0..4 and ``[PAD]`` = 0; ``hf:<name_or_path>`` tokenises by a Hugging Face model's own tokenizer:
+one with BERT's special tokens frames and pads with its own, any other gives the text alone and
+pads with an id past it, as do the plain char tokenizers of older checkpoints. Every split is
 encoded once into a padded tensor; each batch is cut to its longest sequence (dynamic padding).
 """
 
@@ -27,7 +28,6 @@ from fmlab.data.labelled_files import (
 )
 from fmlab.data.sequences import encode_with_specials, pad_right
 from fmlab.data.tokenizer import (
-    SPECIAL_IDS,
     SPECIAL_TOKENS,
     BPETokenizer,
     CharTokenizer,
@@ -111,8 +111,8 @@ class LabelledTextDataModule(L.LightningDataModule):
     def net_args(self) -> dict:
         self._load()
         if self._has_specials:
-            vocab_size, pad_id = self.tokenizer.vocab_size, SPECIAL_IDS["pad"]
-        else:  # hf, and plain char from older checkpoints: one id past the tokenizer's pads
+            vocab_size, pad_id = self.tokenizer.vocab_size, self.tokenizer.special_ids["pad"]
+        else:  # hf without specials, and old plain char: one id past the tokenizer's pads
             vocab_size, pad_id = self.tokenizer.vocab_size + 1, self.tokenizer.vocab_size
         return {
             "vocab_size": vocab_size,
@@ -123,12 +123,14 @@ class LabelledTextDataModule(L.LightningDataModule):
 
     @property
     def special_ids(self) -> dict:
-        """Ids of pad, unk, cls, sep and mask (0..4), for a masked-LM task."""
+        """Ids of pad, unk, cls, sep and mask (0..4 for fmlab's tokenizers), for a masked-LM
+        task."""
         self._load()
         if not self._has_specials:
             raise FmlabError(
-                f"data.tokenizer={self.tokenizer_name} has no [MASK] or [CLS] token of fmlab's: "
-                "masked-LM pre-training needs data.tokenizer=char, bpe or wordpiece."
+                f"data.tokenizer={self.tokenizer_name} has no [PAD], [UNK], [CLS], [SEP] and "
+                "[MASK] tokens: masked-LM pre-training needs data.tokenizer=char, bpe or "
+                "wordpiece, or hf:<name_or_path> of a tokenizer that names all five (BERT's)."
             )
         return dict(self.tokenizer.special_ids)
 

@@ -5,25 +5,26 @@ beside it (batches are cut to their own longest sequence later, see ``TrimmedBat
 import numpy as np
 import torch
 
-from fmlab.data.tokenizer import SPECIAL_IDS
 from fmlab.errors import FmlabError
 
 
 def encode_with_specials(
     tokenizer, texts: list[list[str]], max_length: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``texts``: one list of N texts, or two (the pairs' first and second texts)."""
+    """``texts``: one list of N texts, or two (the pairs' first and second texts); the special
+    ids are the tokenizer's (``special_ids``)."""
     columns = [tokenizer.encode_batch(column) for column in texts]
     lengths = np.array([[len(ids) for ids in column] for column in columns]).T  # (N, texts)
     keep = _truncate(lengths, max_length - 1 - len(columns), max_length)  # room for the specials
-    cls_, sep = np.array([SPECIAL_IDS["cls"]]), np.array([SPECIAL_IDS["sep"]])
+    special = tokenizer.special_ids
+    cls_, sep = np.array([special["cls"]]), np.array([special["sep"]])
     rows = []
     for row, kept in enumerate(keep.tolist()):
         pieces = [cls_]
         for column, k in zip(columns, kept, strict=True):
             pieces += [column[row][:k], sep]
         rows.append(np.concatenate(pieces))
-    return pad_right(rows, max_length, SPECIAL_IDS["pad"])
+    return pad_right(rows, max_length, special["pad"])
 
 
 def pad_right(rows: list[np.ndarray], max_length: int, pad: int) -> tuple[torch.Tensor, ...]:

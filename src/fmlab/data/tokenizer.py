@@ -129,13 +129,22 @@ class BPETokenizer:
 class HFTokenizer(BPETokenizer):
     """A Hugging Face model's own fast tokenizer (``data.tokenizer=hf:<name_or_path>``), kept as
     its ``tokenizer.json`` text: a checkpoint decodes without the folder or the hub. Its
-    end-of-text id is the model's end-of-sequence token."""
+    end-of-text id is the model's end-of-sequence token.
+
+    A tokenizer that names all of BERT's special tokens (pad, unk, cls, sep and mask: BERT's,
+    RoBERTa's) has ``special_ids``, at whatever ids it holds them: labelled text is then read as
+    ``[CLS] text [SEP]`` padded with its ``[PAD]``, and a masked-LM task masks with its
+    ``[MASK]``. Others (GPT-2's) have none."""
 
     kind = "hf"
 
-    def __init__(self, tokenizer, name_or_path: str, eos_token: str | None) -> None:
+    def __init__(
+        self, tokenizer, name_or_path: str, eos_token: str | None, specials: dict | None = None
+    ) -> None:
         super().__init__(tokenizer)
-        self.name_or_path, self.eos_token = name_or_path, eos_token
+        self.name_or_path, self.eos_token, self.specials = name_or_path, eos_token, specials
+        if specials:  # {"pad": "[PAD]", ...}: only then has it special_ids (data reads hasattr)
+            self.special_ids = {name: tokenizer.token_to_id(t) for name, t in specials.items()}
 
     @classmethod
     def load(cls, name_or_path: str) -> "HFTokenizer":
@@ -154,7 +163,10 @@ class HFTokenizer(BPETokenizer):
             )
         backend.no_truncation()
         backend.no_padding()
-        return cls(backend, name_or_path, loaded.eos_token)
+        specials = {name: getattr(loaded, f"{name}_token", None) for name in SPECIAL_IDS}
+        complete = all(backend.token_to_id(t) is not None for t in specials.values() if t)
+        complete = complete and all(specials.values())
+        return cls(backend, name_or_path, loaded.eos_token, specials if complete else None)
 
     @property
     def eot_id(self) -> int | None:
@@ -166,6 +178,8 @@ class HFTokenizer(BPETokenizer):
             "name_or_path": self.name_or_path,
             "eos_token": self.eos_token,
             "json": self.tokenizer.to_str(),
+            # Only when set: the dicts of older checkpoints (and GPT-2's) stay equal.
+            **({"specials": self.specials} if self.specials else {}),
         }
 
 
@@ -295,7 +309,7 @@ def tokenizer_from_dict(data: dict):
         from tokenizers import Tokenizer
 
         backend = Tokenizer.from_str(data["json"])
-        return HFTokenizer(backend, data["name_or_path"], data["eos_token"])
+        return HFTokenizer(backend, data["name_or_path"], data["eos_token"], data.get("specials"))
     if data["kind"] == "tiktoken":
         from fmlab.data.gpt2_bpe import TiktokenTokenizer
 

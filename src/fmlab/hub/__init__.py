@@ -3,7 +3,7 @@ models), fmlab's GPT as Hugging Face's GPT-2, and LoRA adapters. timm, transform
 imported only inside functions: fmlab-train --help and every run that uses none of them load none.
 """
 
-from fmlab.hub.models import HFCausalLM, HFSequenceClassifier
+from fmlab.hub.models import HFCausalLM, HFMaskedLM, HFSequenceClassifier
 from fmlab.hub.vision import TimmNet
 
-__all__ = ["HFCausalLM", "HFSequenceClassifier", "TimmNet"]
+__all__ = ["HFCausalLM", "HFMaskedLM", "HFSequenceClassifier", "TimmNet"]

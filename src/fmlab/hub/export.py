@@ -1,11 +1,13 @@
 """fmlab-export ckpt_path=... format=hf out=DIR: a checkpoint's net for the ecosystem.
 
 ``format=hf`` writes a transformers folder (config.json, model.safetensors): fmlab's GPT as a
-``GPT2LMHeadModel``, a Hugging Face model (model=hf_causal_lm) as itself. Beside it the
-tokenizer: ``fmlab_tokenizer.json`` always (fmlab's own, ``tokenizer_from_dict`` reads it), and
-for the bpe and hf tokenizers also ``tokenizer.json`` + ``tokenizer_config.json``, which
-``AutoTokenizer.from_pretrained(DIR)`` reads. transformers has no reader for fmlab's char and
-tiktoken tokenizers: with those, encode and decode by ``fmlab_tokenizer.json``.
+``GPT2LMHeadModel``, fmlab's Bert as a ``BertForMaskedLM`` (task=masked_lm) or
+``BertForSequenceClassification`` (task=classification), a Hugging Face model (model=hf_causal_lm)
+as itself. Beside it the tokenizer: ``fmlab_tokenizer.json`` always (fmlab's own,
+``tokenizer_from_dict`` reads it), and for the bpe, wordpiece and hf tokenizers also
+``tokenizer.json`` + ``tokenizer_config.json``, which ``AutoTokenizer.from_pretrained(DIR)`` reads.
+transformers has no reader for fmlab's char and tiktoken tokenizers (nor for bpe with BERT's
+special tokens): with those, encode and decode by ``fmlab_tokenizer.json``.
 
 ``format=safetensors`` writes the net's plain state dict (any net, vision ones too) as
 ``model.safetensors``. ``merge_lora=true`` folds LoRA adapters into the weights first.
@@ -21,6 +23,7 @@ from omegaconf import DictConfig
 from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
 from fmlab.hub.lora import lora_settings, merge_lora
+from fmlab.nets.bert import Bert
 from fmlab.nets.gpt import GPT
 
 log = logging.getLogger(__name__)
@@ -52,15 +55,20 @@ def export(cfg: DictConfig) -> Path:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         save_safetensors(state, out / "model.safetensors")
     else:
+        from fmlab.hub.bert import load_bert
         from fmlab.sample import load_language_model
 
-        net, tokenizer, _ = load_language_model(path, "cpu")
+        labels = None  # the classes of a classifier, in the order of its outputs
+        if checkpoint["hyper_parameters"]["config"]["model"]["_target_"] == "fmlab.nets.Bert":
+            net, tokenizer, labels = load_bert(checkpoint)
+        else:
+            net, tokenizer, _ = load_language_model(path, "cpu")
         if cfg.merge_lora:
             merge_lora(net)
         if cfg.format == "safetensors":
             save_safetensors(net.state_dict(), out / "model.safetensors")
         else:
-            save_hf(net, tokenizer, out)
+            save_hf(net, tokenizer, out, labels)
     log.info("Exported %s as %s: %s", path, cfg.format, out)
     return out
 
@@ -72,18 +80,21 @@ def save_safetensors(state: dict, path: Path) -> None:
     save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(path))
 
 
-def save_hf(net: torch.nn.Module, tokenizer, out: Path) -> None:
+def save_hf(net: torch.nn.Module, tokenizer, out: Path, labels: list[str] | None = None) -> None:
+    from fmlab.hub.bert import to_bert
     from fmlab.hub.gpt2 import to_gpt2
     from fmlab.hub.models import HFCausalLM
 
     if isinstance(net, GPT):
         model = to_gpt2(net, tokenizer.eot_id)
+    elif isinstance(net, Bert):
+        model = to_bert(net, labels)
     elif isinstance(net, HFCausalLM):
         model = net.model
     else:
         raise FmlabError(
-            f"format=hf writes fmlab's GPT and Hugging Face models; this checkpoint's net is "
-            f"{type(net).__name__}. Use format=safetensors for its plain weights."
+            f"format=hf writes fmlab's GPT and Bert, and Hugging Face models; this checkpoint's "
+            f"net is {type(net).__name__}. Use format=safetensors for its plain weights."
         )
     model.save_pretrained(out)
     save_tokenizer(tokenizer, out)
@@ -92,6 +103,11 @@ def save_hf(net: torch.nn.Module, tokenizer, out: Path) -> None:
 def save_tokenizer(tokenizer, out: Path) -> None:
     data = tokenizer.to_dict()
     (out / "fmlab_tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    if data["kind"] == "wordpiece":
+        from fmlab.hub.bert import save_wordpiece
+
+        save_wordpiece(tokenizer, out)
+        return
     if data["kind"] not in ("bpe", "hf"):
         return  # char and tiktoken: transformers has no reader for them
     (out / "tokenizer.json").write_text(data["json"], encoding="utf-8")

@@ -52,10 +52,12 @@ class HFSequenceClassifier(nn.Module):
     """Any ``AutoModelForSequenceClassification`` as ``forward(idx) -> (B, num_classes)`` logits,
     like fmlab's SequenceClassifier: idx (B, T) padded on the right with ``pad_id``.
 
-    fmlab's labelled text pads with an id past the tokenizer's (``pad_id``); the model is given
-    its own padding id there and an attention mask. A model with no padding id (GPT-2) pads with
-    its end-of-sequence id, which its classifier also reads to find each text's last token. A head
-    of another number of classes than the data's is made anew (``ignore_mismatched_sizes``).
+    fmlab's labelled text pads with ``pad_id``: an id past the tokenizer's, or the tokenizer's
+    own [PAD] when it names BERT's special tokens (the text is then framed by its [CLS] and
+    [SEP]); the model is given its own padding id there and an attention mask. A model with no
+    padding id (GPT-2) pads with its end-of-sequence id, which its classifier also reads to find
+    each text's last token. A head of another number of classes than the data's is made anew
+    (``ignore_mismatched_sizes``).
     """
 
     def __init__(self, name_or_path: str, num_classes: int, pad_id: int) -> None:
@@ -85,3 +87,43 @@ class HFSequenceClassifier(nn.Module):
         real = idx != self.pad_id  # (B, T)
         ids = idx.masked_fill(~real, self.model.config.pad_token_id)
         return self.model(input_ids=ids, attention_mask=real.long()).logits  # (B, num_classes)
+
+
+class HFMaskedLM(nn.Module):
+    """Any ``AutoModelForMaskedLM`` as task=masked_lm takes fmlab's Bert: ``encode(idx)`` and
+    ``mlm_logits(encoded, positions) -> (N, vocab_size)``; idx (B, T) padded on the right with
+    ``pad_id``, which the attention mask leaves out.
+
+    ``encode`` gives the head's vocabulary logits at every position (B, T, model's vocabulary),
+    not hidden states: transformers' masked-LM heads are no one module across families (BERT's
+    ``cls``, RoBERTa's ``lm_head``, DistilBERT's four layers), so the head runs inside the model
+    and ``mlm_logits`` picks the chosen rows. ``vocab_size`` and ``pad_id`` come from the data,
+    whose tokenizer must be the model's own (``data.tokenizer=hf:<name_or_path>``) and name
+    BERT's special tokens, which the task masks with.
+    """
+
+    def __init__(self, name_or_path: str, vocab_size: int, pad_id: int) -> None:
+        super().__init__()
+        from transformers import AutoModelForMaskedLM
+
+        self.model = from_pretrained(AutoModelForMaskedLM, name_or_path, "model.name_or_path")
+        rows = self.model.get_input_embeddings().num_embeddings
+        if vocab_size > rows:
+            raise FmlabError(
+                f"model.name_or_path={name_or_path!r} embeds {rows} token ids but the data's "
+                f"tokenizer has {vocab_size}. Tokenise with the model's own tokenizer: "
+                f"data.tokenizer=hf:{name_or_path}."
+            )
+        self.name_or_path, self.vocab_size, self.pad_id = name_or_path, vocab_size, pad_id
+
+    def encode(self, idx: torch.Tensor) -> torch.Tensor:
+        real = idx != self.pad_id  # (B, T)
+        return self.model(input_ids=idx, attention_mask=real.long()).logits  # (B, T, vocab)
+
+    def mlm_logits(self, encoded_or_idx: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits (N, vocab_size) at the N True entries of ``positions`` (B, T), in
+        row-major order; only the tokenizer's ids (a model may embed more)."""
+        encoded = encoded_or_idx
+        if not encoded.is_floating_point():
+            encoded = self.encode(encoded_or_idx)
+        return encoded[positions][:, : self.vocab_size]  # (N, vocab_size)

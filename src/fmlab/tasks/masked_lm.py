@@ -83,7 +83,8 @@ class MaskedLM(Task):
         if not all(hasattr(net, a) for a in ("encode", "mlm_logits", "vocab_size")):
             raise FmlabError(
                 f"task=masked_lm needs a net with a masked-LM head (encode, mlm_logits and "
-                f"vocab_size); {type(net).__name__} has none. Use a model=bert_* net."
+                f"vocab_size); {type(net).__name__} has none. Use a model=bert_* net or "
+                "model=hf_masked_lm."
             )
         if mask_token_frac + random_token_frac > 1:
             raise FmlabError(
