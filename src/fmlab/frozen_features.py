@@ -35,7 +35,7 @@ def backbone_sha256(net: nn.Module, head: str) -> str:
     return digest.hexdigest()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the head trains on these tensors
 def head_inputs(
     net: nn.Module,
     head: str,
