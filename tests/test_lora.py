@@ -4,6 +4,7 @@ and merges to the same logits; fmlab's BERT takes adapters in its attention and 
 
 import json
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from fmlab.hub.lora import apply_lora
 from fmlab.nets import GPT, Bert
 from fmlab.sample import load_language_model
 from fmlab.tasks import ImageClassifier, MaskedLM
+from fmlab.train import base_net
+from fmlab.transfer import read_init_from
 
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 LORA_GPT = [
@@ -117,6 +120,14 @@ def test_merged_export_of_adapters_only_gives_the_same_logits(straight, tmp_path
     with torch.no_grad():
         merged, unmerged = plain.eval()(idx)[0], adapted(idx)[0]
     torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+
+    # init_from an adapter-only checkpoint: every tensor of a plain GPT, from the merged net.
+    config = record(straight)["config"]
+    plain_run = OmegaConf.create({**config, "task": {"lora": None}, "init_from": str(ckpt)})
+    net_args = {"vocab_size": tokenizer.vocab_size, "block_size": block_size}
+    net, report = base_net(plain_run, SimpleNamespace(net_args=net_args), read_init_from(ckpt))
+    assert report["loaded"] == report["of"] and not report["unused_from_checkpoint"]
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in net.state_dict().items())
 
 
 def tiny_bert(seed: int) -> Bert:

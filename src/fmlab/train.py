@@ -4,6 +4,7 @@ import inspect
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import torch
@@ -15,12 +16,17 @@ from fmlab import checks, console, resume, runlock, search  # noqa: F401 (consol
 from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
-from fmlab.hub.lora import lora_settings
+from fmlab.hub.lora import lora_settings, merge_lora
 from fmlab.record import environment, write_json_atomic
 from fmlab.speed import NoProfiler
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import closing_loggers, instantiate_loggers
-from fmlab.transfer import init_from_checkpoint, read_init_from, take_tokenizer
+from fmlab.transfer import (
+    init_from_checkpoint,
+    lora_base_source,
+    read_init_from,
+    take_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +61,21 @@ def base_net(cfg: DictConfig, datamodule, source: dict | None = None):
     if lora_settings(cfg.task) and cfg.get("seed") is not None:
         torch.manual_seed(cfg.seed)
     net = build_net(cfg.model, datamodule)
+    if source is not None and "lora_base" in source:
+        source = merged(source)
     transfer = init_from_checkpoint(net, cfg.init_from, source) if source is not None else None
     return net, transfer
+
+
+def merged(checkpoint: dict) -> dict:
+    """An adapter-only checkpoint (fmlab.hub.lora) made whole, for ``init_from``: its net rebuilt
+    from its own config and net_args (its base), its adapters loaded and folded in."""
+    hp = checkpoint["hyper_parameters"]
+    data = SimpleNamespace(net_args=hp["net_args"])
+    _, task = build(OmegaConf.create(hp["config"]), data, lora_base_source(checkpoint))
+    task.load_state_dict(task.full_state(checkpoint, key="init_from"))
+    state = merge_lora(task.net).state_dict()
+    return {**checkpoint, "state_dict": {f"net.{k}": v for k, v in state.items()}}
 
 
 def build(cfg: DictConfig, datamodule=None, source: dict | None = None, net=None):
@@ -91,6 +110,8 @@ def train(cfg: DictConfig) -> dict:
                     conf.monitor = None
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
+    if getattr(task, "adapters", None):  # its net rebuilds without the data (init_from=it)
+        task.hparams["net_args"] = {k: int(v) for k, v in datamodule.net_args.items()}
     if (done := resume.finished_record(output_dir, config)) is not None:
         log.info("This run is already complete: %s", output_dir / "results.json")
         return done
