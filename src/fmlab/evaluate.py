@@ -14,6 +14,7 @@ from fmlab.errors import FmlabError
 from fmlab.record import environment, write_json_atomic
 from fmlab.tracking import closing_loggers, instantiate_loggers
 from fmlab.train import build
+from fmlab.transfer import lora_base_source
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def evaluate(cfg: DictConfig) -> dict:
     # The data's own state (a text tokenizer, a classifier's classes) before it loads anything:
     # whatever text is configured is then encoded as the net was trained to read it.
     datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
-    datamodule, task = build(train_cfg, datamodule)
+    datamodule, task = build(train_cfg, datamodule, lora_base_source(checkpoint))
+    checkpoint["state_dict"] = task.full_state(checkpoint)  # LoRA: the base, rebuilt and checked
     check_fits(task, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])
     split = cfg.split or ("test" if datamodule.has_test else "val")

@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from fmlab.data.tokenizer import tokenizer_from_dict
 from fmlab.errors import FmlabError
 from fmlab.evaluate import load_checkpoint
-from fmlab.hub.lora import apply_lora, lora_settings
-from fmlab.train import build_net
+from fmlab.hub.lora import apply_lora, base_identity, lora_settings, with_base
+from fmlab.train import base_net
+from fmlab.transfer import lora_base_source
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,13 @@ def load_language_model(path: Path, device: str):
     tokenizer = tokenizer_from_dict(states[0]["tokenizer"])
     block_size = config["data"]["block_size"]
     data = SimpleNamespace(net_args={"vocab_size": tokenizer.vocab_size, "block_size": block_size})
-    net = build_net(OmegaConf.create(config["model"]), data)
+    net, _ = base_net(OmegaConf.create(config), data, lora_base_source(checkpoint))
     if lora := lora_settings(config.get("task")):  # adapters in place, as the task trained them
         apply_lora(net, **lora)
-    prefix = "net."
-    net.load_state_dict(
-        {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    )
+    state = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    if saved := checkpoint.get("lora_base"):  # adapters only: the rebuilt base, if it is theirs
+        state = with_base(net, state, saved, base_identity(config), "ckpt_path", "")
+    net.load_state_dict(state)
     return net.to(device).eval(), tokenizer, block_size
 
 

@@ -4,8 +4,10 @@ import inspect
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
+import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -14,11 +16,17 @@ from fmlab import checks, console, resume, runlock, search  # noqa: F401 (consol
 from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.errors import FmlabError
+from fmlab.hub.lora import lora_settings, merge_lora
 from fmlab.record import environment, write_json_atomic
 from fmlab.speed import NoProfiler
 from fmlab.sweeps import finished_record, prepare_job
 from fmlab.tracking import closing_loggers, instantiate_loggers
-from fmlab.transfer import init_from_checkpoint, read_init_from, take_tokenizer
+from fmlab.transfer import (
+    init_from_checkpoint,
+    lora_base_source,
+    read_init_from,
+    take_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +54,35 @@ def build_net(model_cfg: DictConfig, datamodule):
     return instantiate(model_cfg, **takes)
 
 
-def build(cfg: DictConfig, datamodule=None):
-    """DataModule (built from the config unless given) and task; shared with fmlab-eval."""
-    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
+def base_net(cfg: DictConfig, datamodule, source: dict | None = None):
+    """``(net, transfer)``: the net a run starts from, initialised from ``source`` (the checkpoint
+    ``init_from`` names, read) when given, and what that loaded. A LoRA run seeds its init here:
+    its frozen base is not checkpointed, so every reader rebuilds it from the config alone."""
+    if lora_settings(cfg.task) and cfg.get("seed") is not None:
+        torch.manual_seed(cfg.seed)
     net = build_net(cfg.model, datamodule)
+    if source is not None and "lora_base" in source:
+        source = merged(source)
+    transfer = init_from_checkpoint(net, cfg.init_from, source) if source is not None else None
+    return net, transfer
+
+
+def merged(checkpoint: dict) -> dict:
+    """An adapter-only checkpoint (fmlab.hub.lora) made whole, for ``init_from``: its net rebuilt
+    from its own config and net_args (its base), its adapters loaded and folded in."""
+    hp = checkpoint["hyper_parameters"]
+    data = SimpleNamespace(net_args=hp["net_args"])
+    _, task = build(OmegaConf.create(hp["config"]), data, lora_base_source(checkpoint))
+    task.load_state_dict(task.full_state(checkpoint, key="init_from"))
+    state = merge_lora(task.net).state_dict()
+    return {**checkpoint, "state_dict": {f"net.{k}": v for k, v in state.items()}}
+
+
+def build(cfg: DictConfig, datamodule=None, source: dict | None = None, net=None):
+    """DataModule (built from the config unless given) and task around ``net`` (the config's
+    base_net unless given); shared with fmlab-eval."""
+    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
+    net = base_net(cfg, datamodule, source)[0] if net is None else net
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
     return datamodule, task
@@ -66,9 +99,9 @@ def train(cfg: DictConfig) -> dict:
     datamodule, source, transfer = instantiate(cfg.data), None, None
     if cfg.get("init_from"):  # before the net is sized: the tokenizer sets the vocabulary
         take_tokenizer(datamodule, source := read_init_from(cfg.init_from), cfg.init_from)
-    datamodule, task = build(cfg, datamodule)
-    if source is not None:
-        transfer = init_from_checkpoint(task.net, cfg.init_from, source)
+    # init_from loads into the net before the task wraps it: LoRA adapts the net it starts from.
+    net, transfer = base_net(cfg, datamodule, source)
+    datamodule, task = build(cfg, datamodule, net=net)
     if not datamodule.has_val:
         # Nothing is validated: keep the latest weights rather than the best val/... ones.
         with open_dict(cfg):
@@ -77,12 +110,15 @@ def train(cfg: DictConfig) -> dict:
                     conf.monitor = None
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
+    if getattr(task, "adapters", None):  # its net rebuilds without the data (init_from=it)
+        task.hparams["net_args"] = {k: int(v) for k, v in datamodule.net_args.items()}
     if (done := resume.finished_record(output_dir, config)) is not None:
         log.info("This run is already complete: %s", output_dir / "results.json")
         return done
     ckpt_path = resume.checkpoint_to_resume(cfg, output_dir, config)
     if ckpt_path:
-        check_fits(task, load_checkpoint(ckpt_path))
+        checkpoint = load_checkpoint(ckpt_path)
+        check_fits(task, {"state_dict": task.full_state(checkpoint)})  # LoRA: the same base?
 
     # Training time alone (no setup, no testing) for the record's throughput. It also enforces
     # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
@@ -149,6 +185,10 @@ def train(cfg: DictConfig) -> dict:
         "checkpoints": saved,
         "data": datamodule.record,
         "transfer": transfer,  # what init_from loaded into the net, or None
+        "parameters": {  # LoRA or a frozen backbone train a fraction of them
+            "trainable": sum(p.numel() for p in task.parameters() if p.requires_grad),
+            "total": sum(p.numel() for p in task.parameters()),
+        },
         **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
         "timing": {
             "wall_s": time.perf_counter() - started,

@@ -42,6 +42,16 @@ def read_init_from(path: str) -> dict:
     return load_checkpoint(Path(path).expanduser(), key="init_from", needs_config=False)
 
 
+def lora_base_source(checkpoint: dict) -> dict | None:
+    """For an adapter-only checkpoint (fmlab.hub.lora) whose base was initialised from another
+    checkpoint: that checkpoint, read, to rebuild the base from. Else None."""
+    init_from = checkpoint["hyper_parameters"]["config"].get("init_from")
+    if "lora_base" not in checkpoint or not init_from:
+        return None
+    key = "init_from (the base of the checkpoint's LoRA adapters)"
+    return load_checkpoint(Path(init_from).expanduser(), key=key, needs_config=False)
+
+
 def take_tokenizer(datamodule, checkpoint: dict, path: str) -> None:
     """A fine-tuning run reads its text with the tokenizer of the checkpoint it starts from, never
     a newly trained one: token ids only mean what the pre-trained embedding learnt under that

@@ -10,7 +10,8 @@ transformers has no reader for fmlab's char and tiktoken tokenizers (nor for bpe
 special tokens): with those, encode and decode by ``fmlab_tokenizer.json``.
 
 ``format=safetensors`` writes the net's plain state dict (any net, vision ones too) as
-``model.safetensors``. ``merge_lora=true`` folds LoRA adapters into the weights first.
+``model.safetensors`` (of an adapter-only LoRA checkpoint: the adapters alone).
+``merge_lora=true`` folds LoRA adapters into their base (rebuilt from the run's config) first.
 """
 
 import json

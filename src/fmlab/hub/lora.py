@@ -3,8 +3,12 @@ Hugging Face model wrapped by fmlab.hub.models.
 
 peft's ``inject_adapter_in_model`` replaces each targeted layer in place by one holding the
 frozen base layer and the low-rank A and B; module names match by suffix, as in peft's
-``get_peft_model``. Checkpoints keep the whole state dict (base and adapters), so they resume
-and export as any other; the run record names the base by the hash of its weights.
+``get_peft_model``.
+
+Checkpoints hold only what trains (the adapters, a classifier's head) and the record of the base:
+where it came from and ``base_sha256``, the hash of the frozen tensors they leave out. A reader
+rebuilds the base from the run's config (its seed, ``init_from`` or ``model.name_or_path``),
+adapts it the same way, and takes the adapters only if the rebuilt base has that same hash.
 """
 
 import hashlib
@@ -18,13 +22,21 @@ from fmlab.errors import FmlabError
 log = logging.getLogger(__name__)
 
 
-def weights_sha256(net: nn.Module) -> str:
-    """The hash of every tensor of ``net`` by name: the identity of a base model."""
+def base_sha256(net: nn.Module) -> str:
+    """The hash of the frozen parameters of an adapted ``net`` by name, named as in the base model
+    (without peft's ``.base_layer``): exactly what an adapter-only checkpoint leaves out."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
-        digest.update(name.encode())
+    for name, tensor in sorted(frozen(net).items()):
+        digest.update(name.replace(".base_layer.", ".").encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+def frozen(net: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters of ``net`` that do not train, by every name its state dict gives them (a
+    tied one, GPT's ``lm_head`` and ``wte``, under each)."""
+    named = net.named_parameters(remove_duplicate=False)
+    return {name: p for name, p in named if not p.requires_grad}
 
 
 def apply_lora(
@@ -42,7 +54,6 @@ def apply_lora(
 
     if r < 1:
         raise FmlabError(f"task.lora.r={r!r}: give the adapters' rank, an integer of 1 or more.")
-    base_sha256 = weights_sha256(net)
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules)
     )
@@ -55,7 +66,8 @@ def apply_lora(
         raise FmlabError(
             f"task.lora.target_modules={list(target_modules)!r} names no layer of "
             f"{type(net).__name__} ({str(err).splitlines()[0]}). Its linear layers end in: "
-            f"{', '.join(linears)} (fmlab's GPT: c_attn, c_proj, mlp.0, mlp.2)."
+            f"{', '.join(linears)} (fmlab's GPT: c_attn, c_proj, mlp.0, mlp.2; fmlab's BERT: qkv, "
+            "proj, mlp.0, mlp.2)."
         ) from None
     for name, p in net.named_parameters():
         p.requires_grad_("lora_" in name or any(name.startswith(m + ".") for m in also_train))
@@ -67,7 +79,7 @@ def apply_lora(
         "alpha": alpha,
         "dropout": dropout,
         "target_modules": list(target_modules),
-        "base_sha256": base_sha256,
+        "base_sha256": base_sha256(net),
         "trainable_params": trainable,
         "total_params": total,
     }
@@ -96,3 +108,34 @@ def lora_settings(task_config: dict | None) -> dict | None:
     if not lora or not lora.get("target_modules"):
         return None
     return {**lora, "target_modules": [str(m) for m in lora["target_modules"]]}
+
+
+def base_identity(config: dict) -> str:
+    """Where a run's base model comes from, in the words of its config."""
+    if config.get("init_from"):
+        return f"init_from={config['init_from']}"
+    if name := config.get("model", {}).get("name_or_path"):
+        return f"model.name_or_path={name}"
+    return f"random init, seed={config.get('seed')}"
+
+
+def adapters_only(state: dict, net: nn.Module, prefix: str) -> dict:
+    """``state`` (the tensors of ``net`` under ``prefix``, and others) without the frozen base."""
+    base = {prefix + name for name in frozen(net)}
+    return {k: v for k, v in state.items() if k not in base}
+
+
+def with_base(net: nn.Module, state: dict, saved: dict, identity: str, key: str, prefix: str):
+    """An adapter-only ``state`` completed with ``net``'s own frozen tensors (under ``prefix``),
+    once they are the base the adapters were trained on: ``saved`` is the checkpoint's record
+    of it, ``identity`` where the base of ``net`` came from."""
+    built = base_sha256(net)
+    if built != saved["sha256"]:
+        raise FmlabError(
+            f"{key} holds LoRA adapters trained on the base {saved['identity']} (base_sha256 "
+            f"{saved['sha256']}), but the base given here, {identity}, has base_sha256 {built}: "
+            "the adapters would be applied to other weights. Give the run the base they were "
+            "trained on (the same init_from file, model.name_or_path and seed), or train new "
+            "adapters on this base."
+        )
+    return {**{prefix + k: v for k, v in frozen(net).items()}, **state}

@@ -1,5 +1,6 @@
-"""What every fmlab task shares: the factory types it is given, the cheap ``__setattr__``, and
-the optimizer/schedule wiring (parameter groups, a schedule's run length filled in)."""
+"""What every fmlab task shares: the factory types it is given, the cheap ``__setattr__``, the
+optimizer/schedule wiring (parameter groups, a schedule's run length filled in), and LoRA's
+adapter-only checkpoints."""
 
 import inspect
 import math
@@ -8,6 +9,9 @@ from collections.abc import Callable, Iterable
 import lightning as L
 import torch
 from torch import nn
+
+from fmlab.errors import FmlabError
+from fmlab.hub.lora import adapters_only, apply_lora, base_identity, lora_settings, with_base
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -31,6 +35,7 @@ class Task(L.LightningModule):
 
     optimizer_factory: OptimizerFactory
     scheduler_factory: SchedulerFactory | None
+    adapters: dict | None = None  # the LoRA record (fmlab.hub.lora.apply_lora) if adapters train
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the name of the running hook on the module around 40 times a
@@ -41,6 +46,43 @@ class Task(L.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def adapt(self, net: nn.Module, lora: dict | None, also_train: tuple[str, ...] = ()) -> dict:
+        """LoRA adapters on ``net`` when ``lora`` (``task.lora``) names layers; the record for
+        results.json (``{"lora": ...}``), or ``{}``."""
+        lora = lora_settings({"lora": lora})
+        if lora:
+            self.adapters = apply_lora(net, **lora, also_train=also_train)
+        return {"lora": self.adapters} if lora else {}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # With adapters, the frozen base is left out: it is rebuilt from the run's config, and
+        # its hash says whether the rebuilt one is the same.
+        if self.adapters:
+            checkpoint["state_dict"] = adapters_only(checkpoint["state_dict"], self.net, "net.")
+            checkpoint["lora_base"] = {
+                "identity": base_identity(self.hparams.get("config", {})),
+                "sha256": self.adapters["base_sha256"],
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Before Lightning loads the state dict, strictly: with the base it is whole again.
+        checkpoint["state_dict"] = self.full_state(checkpoint)
+
+    def full_state(self, checkpoint: dict, key: str = "ckpt_path") -> dict:
+        """The checkpoint's state dict; an adapter-only one completed with this task's own base,
+        refused unless that base has the hash the checkpoint records."""
+        saved = checkpoint.get("lora_base")
+        if saved is None:
+            return checkpoint["state_dict"]
+        if not self.adapters:
+            raise FmlabError(
+                f"{key} holds LoRA adapters without their base weights, but this run has no "
+                "adapters (task.lora.target_modules=null). Use the task.lora it was trained "
+                "with (its hyper_parameters.config.task.lora)."
+            )
+        identity = base_identity(self.hparams.get("config", {}))
+        return with_base(self.net, checkpoint["state_dict"], saved, identity, key, "net.")
 
     def optimizer_and_schedule(self, groups: list[dict], interval: str):
         """What ``configure_optimizers`` returns: the optimizer over ``groups`` and, if there is

@@ -15,7 +15,7 @@ from fmlab import losses
 from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
 from fmlab.frozen_features import backbone_sha256, cached_head_inputs
-from fmlab.hub.lora import apply_lora, lora_settings
+from fmlab.hub.lora import lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task
 from fmlab.transfer import head_name, in_head
 
@@ -88,9 +88,7 @@ class ImageClassifier(Task):
                 p.requires_grad_(in_head(name, self.head))
         self.l1_params: list[nn.Parameter] = []  # filled by configure_optimizers when l1 > 0
         # LoRA: adapters on the named layers; the head, this data's classes, trains beside them.
-        self.run_record = {}
-        if lora:
-            self.run_record["lora"] = apply_lora(net, **lora, also_train=(head_name(net),))
+        self.run_record = self.adapt(net, lora, also_train=(head_name(net),) if lora else ())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -244,10 +242,12 @@ class ImageClassifier(Task):
         ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         # The epoch's running sums, so that a run resumed mid-epoch reports the same train/loss.
         checkpoint["train_epoch_sums"] = {"sums": self.train_sums.cpu(), "seen": self.train_seen}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "train_epoch_sums" in checkpoint:
             self.train_sums.copy_(checkpoint["train_epoch_sums"]["sums"])
             self.train_seen = checkpoint["train_epoch_sums"]["seen"]

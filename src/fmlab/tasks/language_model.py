@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from fmlab.flops import mfu
-from fmlab.hub.lora import apply_lora, lora_settings
+from fmlab.hub.lora import lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
 
 
@@ -32,7 +32,7 @@ class LanguageModel(Task):
         lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         # LoRA: adapters on the named layers, the rest frozen; the record goes into results.json.
-        self.run_record = {"lora": apply_lora(net, **lora)} if lora else {}
+        self.run_record = self.adapt(net, lora)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()

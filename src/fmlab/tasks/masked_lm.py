@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric
 
 from fmlab.constraints import PROBABILITY, Range
 from fmlab.errors import FmlabError
+from fmlab.hub.lora import lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
 
 SPECIAL = ("pad", "unk", "cls", "sep", "mask")
@@ -78,6 +79,7 @@ class MaskedLM(Task):
         random_token_frac: Annotated[float, PROBABILITY] = 0.1,
         whole_word: bool = False,
         special_ids: dict | None = None,
+        lora: dict | None = None,
     ) -> None:
         super().__init__()
         if not all(hasattr(net, a) for a in ("encode", "mlm_logits", "vocab_size")):
@@ -94,6 +96,7 @@ class MaskedLM(Task):
             )
         # A plain dict, not Hydra's DictConfig: the checkpoint loads with weights_only=True.
         special_ids = dict(special_ids) if special_ids is not None else None
+        lora = lora_settings({"lora": lora})  # plain values (the checkpoint keeps them) or None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         # The classification head is no part of the objective: frozen, it gets no decay and DDP
@@ -101,6 +104,8 @@ class MaskedLM(Task):
         for module in (getattr(net, "pooler", None), getattr(net, "classifier", None)):
             if module is not None:
                 module.requires_grad_(False)
+        # LoRA: adapters on the named layers (qkv, proj, mlp.0, mlp.2), all else frozen.
+        self.run_record = self.adapt(net, lora)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         for split in ("val", "test"):
             setattr(self, f"{split}_loss", MeanMetric())
