@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -81,8 +82,10 @@ def load_spec(table: str) -> TableSpec:
     path = spec_path(table)
     try:
         raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except OmegaConfBaseException as err:
-        raise FmlabError(f"table spec {path} does not parse: {err}") from None
+    except (OmegaConfBaseException, yaml.YAMLError) as err:  # YAML syntax errors are yaml's own
+        raise FmlabError(
+            f"table spec {path} does not parse: {' '.join(str(err).split())}. Fix the YAML there."
+        ) from None
     return parse_spec(path.stem, raw, where=str(path))
 
 
