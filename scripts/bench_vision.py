@@ -140,8 +140,8 @@ def best_of(runs: dict, repeat: int) -> dict:
 
 def throughput_table(args, devices: list[str]) -> None:
     print(f"batch {args.batch_size}, {args.steps} steps, best of {args.repeat} interleaved runs")
-    print("| device | net          | hand img/s | fmlab img/s | fmlab/hand |")
-    print("|--------|--------------|-----------:|------------:|-----------:|")
+    print("| device | net            | hand img/s | fmlab img/s | fmlab/hand |")
+    print("|--------|----------------|-----------:|------------:|-----------:|")
     missed = []
     for device in devices:
         for net in args.nets.split(","):
@@ -154,7 +154,7 @@ def throughput_table(args, devices: list[str]) -> None:
             )
             ratio = best["fmlab"] / best["hand"]
             print(
-                f"| {device:<6} | {net:<12} | {best['hand']:10.1f} | {best['fmlab']:11.1f} | "
+                f"| {device:<6} | {net:<14} | {best['hand']:10.1f} | {best['fmlab']:11.1f} | "
                 f"{ratio:9.2f}× |",
                 flush=True,
             )
