@@ -79,6 +79,23 @@ def test_generate_returns_the_requested_number_of_tokens():
     assert out.shape == (2, 28) and out.max() < 10
 
 
+def test_greedy_generation_takes_the_most_likely_token_whatever_the_seed():
+    torch.manual_seed(0)
+    net = GPT(10, 8, n_layer=1, n_head=2, n_embd=16).eval()
+    idx = torch.zeros(2, 3, dtype=torch.long)
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        runs.append(generate(net, idx, 12, block_size=8, temperature=5.0, top_k=3, greedy=True))
+    assert torch.equal(runs[0], runs[1])
+    expected = idx
+    with torch.no_grad():
+        for _ in range(12):  # the context cropped to block_size, as generate does
+            next_id = net(expected[:, -8:])[0][:, -1].argmax(-1, keepdim=True)
+            expected = torch.cat((expected, next_id), dim=1)
+    assert torch.equal(runs[0], expected)
+
+
 def test_warmup_cosine_is_nanogpts_get_lr():
     schedule = WarmupCosine(lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000)
 

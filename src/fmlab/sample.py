@@ -20,17 +20,28 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def generate(
-    net, idx: torch.Tensor, max_new_tokens: int, block_size: int, temperature=1.0, top_k=None
+    net,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    block_size: int,
+    temperature=1.0,
+    top_k=None,
+    greedy=False,
 ) -> torch.Tensor:
     """nanoGPT's sampling loop for any ``net(idx) -> (logits, loss)``; idx (B, T) -> (B, T + new).
-    The context is cut to the last ``block_size`` tokens, the longest the net was trained on."""
+    The context is cut to the last ``block_size`` tokens, the longest the net was trained on.
+    ``greedy``: the most likely token each step, as transformers' ``generate(do_sample=False)``."""
     for _ in range(max_new_tokens):
         logits, _ = net(idx[:, -block_size:])
-        logits = logits[:, -1, :] / temperature  # (B, vocab_size)
-        if top_k is not None:
-            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-            logits[logits < kth] = -float("inf")
-        next_id = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
+        logits = logits[:, -1, :]  # (B, vocab_size)
+        if greedy:
+            next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits[logits < kth] = -float("inf")
+            next_id = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)  # (B, 1)
         idx = torch.cat((idx, next_id), dim=1)
     return idx
 
@@ -65,7 +76,7 @@ def sample(cfg: DictConfig) -> list[str]:
     if len(prompt) == 0:
         raise FmlabError("prompt is empty after tokenising: give at least one character.")
     idx = prompt.unsqueeze(0).repeat(cfg.num_samples, 1)  # (num_samples, T)
-    out = generate(net, idx, cfg.max_new_tokens, block_size, cfg.temperature, cfg.top_k)
+    out = generate(net, idx, cfg.max_new_tokens, block_size, cfg.temperature, cfg.top_k, cfg.greedy)
     texts = [tokenizer.decode(row.tolist()) for row in out]
     path = Path(cfg.paths.output_dir) / "samples.txt"
     path.write_text("\n---------------\n".join(texts), encoding="utf-8")
