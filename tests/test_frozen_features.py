@@ -56,8 +56,9 @@ def test_cached_probe_matches_the_probe_through_the_backbone_and_reuses_its_cach
     assert cached["features"]["cache"] == str(tmp_path / "features")
 
     stamps = {k: (tmp_path / "features" / k / "features.pt").stat().st_mtime_ns for k in built}
-    longer = probe(compose_cfg, synthetic_data, tmp_path, "task.cache_features=true",
-                   "trainer.max_epochs=3")
+    longer = probe(
+        compose_cfg, synthetic_data, tmp_path, "task.cache_features=true", "trainer.max_epochs=3"
+    )
     assert entries(tmp_path / "features") == built  # the same backbone: read back, not rebuilt
     assert {k: (tmp_path / "features" / k / "features.pt").stat().st_mtime_ns for k in built} == (
         stamps
@@ -78,7 +79,9 @@ def test_cached_features_refuse_augmentation_and_a_training_backbone(
     compose_cfg, synthetic_data, tmp_path
 ):
     with pytest.raises(FmlabError, match="augment=none"):
-        probe(compose_cfg, synthetic_data, tmp_path, "task.cache_features=true", "augment=crop_flip")
+        probe(
+            compose_cfg, synthetic_data, tmp_path, "task.cache_features=true", "augment=crop_flip"
+        )
     cfg = compose_cfg(
         "train",
         [f"paths.data_dir={synthetic_data}", "task.cache_features=true"],

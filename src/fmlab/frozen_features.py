@@ -79,7 +79,9 @@ def cached_head_inputs(
     key = digest.hexdigest()[:20]
 
     def build(tmp: Path) -> dict:
-        log.info("Computing the frozen backbone's features of %d images (cache %s)", len(images), key)
+        log.info(
+            "Computing the frozen backbone's features of %d images (cache %s)", len(images), key
+        )
         features = head_inputs(net, head, images, prepare, device, batch_size)
         torch.save(features, tmp / "features.pt")
         return {"backbone_sha256": backbone, "preparation": preparation, "images": len(images)}

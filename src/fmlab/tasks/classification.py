@@ -1,8 +1,8 @@
 """Image classification: any net that maps (B, C, H, W) images to (B, num_classes) logits."""
 
 import inspect
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import torch
@@ -114,8 +114,15 @@ class ImageClassifier(Task):
             device = self.trainer.strategy.root_device
             dm.encode(
                 lambda images, split: cached_head_inputs(
-                    self.net, self.head, backbone, images, dm.prepare, dm.preparation,
-                    folder, device, dm.eval_batch_size,
+                    self.net,
+                    self.head,
+                    backbone,
+                    images,
+                    dm.prepare,
+                    dm.preparation,
+                    folder,
+                    device,
+                    dm.eval_batch_size,
                 )
             )
             self.run_record["features"] = {"backbone_sha256": backbone, "cache": str(folder)}
