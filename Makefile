@@ -24,7 +24,7 @@ train: install ## run the default experiment (the classic CIFAR-10 ConvNet)
 	$(BIN)/fmlab-train experiment=seed_convnet
 
 test: install ## the fast test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-all: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -q -m "slow or not slow"
