@@ -132,6 +132,15 @@ def test_job_state_compares_the_overrides_a_job_was_made_with(tmp_path):
     assert (
         job_state(tmp_path / "swept", [*made, "init_from=/r/seed_${seed}/last.ckpt"]) == "complete"
     )
+    # A multirun records values as it parsed them: True for true, 0.001 for 1e-3.
+    write_finished_job(
+        tmp_path / "parsed", [*made, "task.freeze_backbone=True", "optimizer.lr=0.001"]
+    )
+    spelled = [*made, "task.freeze_backbone=true", "optimizer.lr=1e-3"]
+    assert job_state(tmp_path / "parsed", spelled) == "complete"
+    assert job_state(
+        tmp_path / "parsed", [*made, "task.freeze_backbone=false", "optimizer.lr=1e-3"]
+    ) == ("stale")
     assert job_state(tmp_path / "nothing", asked) == "missing"
     (tmp_path / "running" / ".hydra").mkdir(parents=True)
     (tmp_path / "running" / ".hydra" / "config.yaml").write_text("seed: 1\n")

@@ -2,6 +2,7 @@
 ``fmlab-train -m`` (so through whatever Hydra launcher the user names), one sweep per row into
 fixed folders: <out>/runs/<row id>/seed_<seed>."""
 
+import json
 import logging
 import re
 import shlex
@@ -34,11 +35,26 @@ class Job:
 
 def identity(overrides: list[str]) -> list[str]:
     """What makes a job's result: its overrides, less where things are kept (Hydra's own
-    settings, launchers included, and paths.*: the same data in another folder is the same run).
-    A multirun records each job's overrides with Hydra's escapes (``seed_$\\{seed\\}``): read
-    without them."""
-    kept = (o for o in overrides if not o.lstrip("+~").startswith(("hydra", "paths.")))
-    return sorted(re.sub(r"\\(.)", r"\1", o) for o in kept)
+    settings, launchers included, and paths.*: the same data in another folder is the same run),
+    each as key and parsed value. A multirun records the values as it parsed them (``True`` for
+    ``true``, ``0.001`` for ``1e-3``) and with Hydra's escapes (``seed_$\\{seed\\}``): both
+    sides are compared parsed and without escapes."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "paths."))]
+    parser = OverridesParser.create()
+    return sorted(_canonical(o, parser) for o in kept)
+
+
+def _canonical(override: str, parser: OverridesParser) -> str:
+    def unescape(text: str) -> str:
+        return re.sub(r"\\(.)", r"\1", text)
+
+    try:
+        parsed = parser.parse_overrides([override])[0]
+    except HydraException:  # compared as written
+        return unescape(override)
+    value = parsed.value()
+    value = unescape(value) if isinstance(value, str) else value
+    return f"{parsed.get_key_element()}={json.dumps(value, sort_keys=True, default=str)}"
 
 
 def check_passthrough(overrides: list[str]) -> None:
