@@ -26,6 +26,9 @@ MODES = ("auto", "never", "must")
 VOLATILE = (
     "paths",
     "data.data_dir",
+    "data.cache_dir",  # caches of derived files: rebuilt or shared, never part of the result
+    "task.feature_cache_dir",
+    "task.fid_cache_dir",
     "trainer.default_root_dir",
     "run_id",
     "resume",
