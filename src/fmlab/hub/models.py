@@ -24,13 +24,7 @@ class HFCausalLM(nn.Module):
         from transformers import AutoModelForCausalLM
 
         self.model = from_pretrained(AutoModelForCausalLM, name_or_path, "model.name_or_path")
-        rows = self.model.get_input_embeddings().num_embeddings
-        if vocab_size > rows:
-            raise FmlabError(
-                f"model.name_or_path={name_or_path!r} embeds {rows} token ids but the data's "
-                f"tokenizer has {vocab_size}. Tokenise with the model's own tokenizer: "
-                f"data.tokenizer=hf:{name_or_path}."
-            )
+        check_vocabulary(self.model, vocab_size, name_or_path)
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if positions is not None and block_size > positions:
             raise FmlabError(
@@ -107,13 +101,7 @@ class HFMaskedLM(nn.Module):
         from transformers import AutoModelForMaskedLM
 
         self.model = from_pretrained(AutoModelForMaskedLM, name_or_path, "model.name_or_path")
-        rows = self.model.get_input_embeddings().num_embeddings
-        if vocab_size > rows:
-            raise FmlabError(
-                f"model.name_or_path={name_or_path!r} embeds {rows} token ids but the data's "
-                f"tokenizer has {vocab_size}. Tokenise with the model's own tokenizer: "
-                f"data.tokenizer=hf:{name_or_path}."
-            )
+        check_vocabulary(self.model, vocab_size, name_or_path)
         self.name_or_path, self.vocab_size, self.pad_id = name_or_path, vocab_size, pad_id
 
     def encode(self, idx: torch.Tensor) -> torch.Tensor:
@@ -127,3 +115,14 @@ class HFMaskedLM(nn.Module):
         if not encoded.is_floating_point():
             encoded = self.encode(encoded_or_idx)
         return encoded[positions][:, : self.vocab_size]  # (N, vocab_size)
+
+
+def check_vocabulary(model, vocab_size: int, name_or_path: str) -> None:
+    """The data's token ids must fit the model's embedding: its tokenizer must be the model's."""
+    rows = model.get_input_embeddings().num_embeddings
+    if vocab_size > rows:
+        raise FmlabError(
+            f"model.name_or_path={name_or_path!r} embeds {rows} token ids but the data's "
+            f"tokenizer has {vocab_size}. Tokenise with the model's own tokenizer: "
+            f"data.tokenizer=hf:{name_or_path}."
+        )
