@@ -50,8 +50,8 @@ def read_documents(corpus: Path) -> list[str]:
 
 def tokenizers(documents: list[str], kinds: list[str], tokenizer_file: str | None) -> dict:
     """Each kind's tokenizer dict, trained on the first 20 MB of text (char: all of it)."""
-    from fmlab.data.gpt2_bpe import TiktokenTokenizer
-    from fmlab.data.tokenizer import BPETokenizer, CharTokenizer
+    from fmlab.data.tokenizers import BPETokenizer, CharTokenizer
+    from fmlab.data.tokenizers.gpt2_bpe import TiktokenTokenizer
 
     sample, size = [], 0
     for d in documents:
@@ -88,7 +88,7 @@ _plain: dict = {}
 
 
 def _plain_init(tokenizer: dict) -> None:
-    from fmlab.data.tokenizer import tokenizer_from_dict
+    from fmlab.data.tokenizers import tokenizer_from_dict
 
     _plain["tokenizer"] = tokenizer_from_dict(tokenizer)
 

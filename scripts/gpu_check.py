@@ -258,7 +258,7 @@ def environment() -> dict:
     """fmlab's record of the machine (packages, git, GPUs), with CUDA, cuDNN and airbench."""
     import torch
 
-    from fmlab.record import environment
+    from fmlab.run.record import environment
 
     env = environment()
     cudnn = torch.backends.cudnn.version()  # e.g. 92400 for 9.24.0

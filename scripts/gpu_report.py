@@ -6,7 +6,7 @@ Reads only the parts' entries: each has status, seconds and note, plus the run's
 
 import time
 
-from fmlab.flops import PEAK_BF16_FLOPS, peak_flops
+from fmlab.metrics.flops import PEAK_BF16_FLOPS, peak_flops
 
 AIRBENCH94_A100 = {"eager": 3.83, "compiled": 3.09}  # seconds to 94.01% (Jordan 2024)
 NANOGPT_VAL_LOSS = 1.4697  # shakespeare-char, 5000 iterations, about 3 minutes on an A100

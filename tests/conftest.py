@@ -259,7 +259,7 @@ def hf_model_dir(tmp_path_factory) -> Path:
     transformers = pytest.importorskip("transformers")
     import torch
 
-    from fmlab.data.tokenizer import EOT, BPETokenizer
+    from fmlab.data.tokenizers import EOT, BPETokenizer
 
     folder = tmp_path_factory.mktemp("hf_model")
     text = write_text_corpus(folder / "corpus.txt", 5_000).read_text()

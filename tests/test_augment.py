@@ -1,6 +1,6 @@
 import torch
 
-from fmlab.data.augment import normalize, normalizer, random_crop, random_flip
+from fmlab.techniques.augment import normalize, normalizer, random_crop, random_flip
 
 
 def images(b=64):

@@ -13,11 +13,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
+from fmlab.commands.train import build
 from fmlab.errors import FmlabError
 from fmlab.nets import Bert
 from fmlab.tasks import ImageClassifier, MaskedLM
-from fmlab.train import build
-from fmlab.transfer import head_name
+from fmlab.techniques.transfer import head_name
 
 SPECIAL = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
 V = 40  # ids 5..39 are ordinary tokens

@@ -9,11 +9,11 @@ import pytest
 import torch
 from test_labelled_text import write_glue
 
+from fmlab.commands.train import build, train
 from fmlab.data import LabelledTextDataModule
-from fmlab.data.tokenizer import SPECIAL_TOKENS
+from fmlab.data.tokenizers import SPECIAL_TOKENS
 from fmlab.errors import FmlabError
-from fmlab.train import build, train
-from fmlab.transfer import take_tokenizer
+from fmlab.techniques.transfer import take_tokenizer
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Rebuildable caches (fmlab.cache): built once, checked on every read, moved aside and rebuilt
+"""Rebuildable caches (fmlab.run.cache): built once, checked on every read, moved aside and rebuilt
 when a file fails the check, and waited for while another process builds them."""
 
 import json
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fmlab import cache
+from fmlab.run import cache
 
 
 class Builder:

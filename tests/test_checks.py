@@ -13,11 +13,11 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
 from test_configs import EXPERIMENTS, OPTIONS, stand_ins
 
-from fmlab.checkpoints import AtomicCheckpointIO
-from fmlab.checks import check_config
+from fmlab.config.checks import check_config
 from fmlab.data.batches import BatchIndices, BatchLoader, TensorBatches
 from fmlab.errors import FmlabError
-from fmlab.record import write_json_atomic
+from fmlab.run.checkpoints import AtomicCheckpointIO
+from fmlab.run.record import write_json_atomic
 
 
 def loader(seed: int = 0) -> BatchLoader:
@@ -114,7 +114,7 @@ def test_a_record_killed_mid_write_leaves_the_previous_one(tmp_path):
     write_json_atomic(path, {"status": "complete", "metrics": {"test/acc": 0.5}})
     code = (
         "import sys; sys.path.insert(0, sys.argv[2]); from test_checks import KillWhileWriting;"
-        "from fmlab.record import write_json_atomic;"
+        "from fmlab.run.record import write_json_atomic;"
         "write_json_atomic(sys.argv[1], {'metrics': {'x': 1.0}, 'big': ['x' * 100] * 10000,"
         " 'then': KillWhileWriting()})"
     )

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fmlab import CONF_DIR
-from fmlab.tracking import instantiate_loggers
-from fmlab.train import build
+from fmlab.commands.train import build
+from fmlab.run.tracking import instantiate_loggers
 
 EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
 OPTIONS = {
@@ -116,8 +116,8 @@ def test_eval_config_composes(compose_cfg):
 
 
 def test_a_net_that_needs_what_the_data_does_not_offer_is_refused(compose_cfg):
+    from fmlab.commands.train import build_net
     from fmlab.errors import FmlabError
-    from fmlab.train import build_net
 
     class TextData:  # offers a vocabulary, not classes
         net_args = {"vocab_size": 65}

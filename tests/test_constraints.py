@@ -10,7 +10,7 @@ import pytest
 from hydra.utils import get_object
 
 import fmlab
-from fmlab import checks, constraints
+from fmlab.config import checks, constraints
 from fmlab.errors import FmlabError
 
 
@@ -64,7 +64,7 @@ def test_a_value_just_outside_each_constraint_is_refused_by_name(target, arg, va
 BROKEN = {
     "fmlab.data.TextDataModule": [{"val_fraction": 0.5, "test_fraction": 0.5}],
     "fmlab.data.LabelledTextDataModule": [{"val_fraction": 0.9, "test_fraction": 0.1}],
-    "fmlab.schedules.WarmupCosine": [{"warmup_iters": 100, "lr_decay_iters": 100}],
+    "fmlab.techniques.schedules.WarmupCosine": [{"warmup_iters": 100, "lr_decay_iters": 100}],
     "lightning.pytorch.Trainer": [
         {"max_epochs": -1, "max_steps": -1},
         {"min_epochs": 3, "max_epochs": 2},
@@ -102,7 +102,10 @@ def test_values_inside_pass_and_nulls_are_left_to_fmlab_train():
                 "val_check_interval": 500,  # beyond the run: it validates its final step anyway
                 "devices": -1,
             },
-            "scheduler": {"_target_": "fmlab.schedules.warmup_cosine", "total_steps": None},
+            "scheduler": {
+                "_target_": "fmlab.techniques.schedules.warmup_cosine",
+                "total_steps": None,
+            },
             "optimizer": {"_target_": "torch.optim.AdamW", "lr": 3e-4, "betas": [0.9, 0.95]},
         }
     )

@@ -1,11 +1,11 @@
-"""fmlab.files: what a full disk says, whoever hit it (the run through the CLI is in
+"""fmlab.run.files: what a full disk says, whoever hit it (the run through the CLI is in
 test_resume.py, on a real small filesystem)."""
 
 from pathlib import Path
 
 import pytest
 
-from fmlab.files import DiskFull, disk_full, write_atomic
+from fmlab.run.files import DiskFull, disk_full, write_atomic
 
 pytestmark = pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 
@@ -38,7 +38,7 @@ def test_the_first_full_disk_wins_over_a_loggers_in_the_clean_up(tmp_path):
 
 
 def test_bytes_that_cannot_fit_are_refused_before_a_file_is_written(tmp_path, monkeypatch):
-    monkeypatch.setattr("fmlab.files.free_bytes", lambda folder: 100)
+    monkeypatch.setattr("fmlab.run.files.free_bytes", lambda folder: 100)
     with pytest.raises(DiskFull) as raised:
         write_atomic(tmp_path / "results.json", b"x" * 1000)
     assert "writing results.json needs 1,000 bytes (1.0 kB) and 100 bytes are free" in str(

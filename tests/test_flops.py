@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import assert_timing, quiet_trainer, run_cli
 
-from fmlab.flops import mfu, peak_flops
+from fmlab.metrics.flops import mfu, peak_flops
 from fmlab.nets import GPT, RecurrentLM
 from fmlab.tasks import LanguageModel
 

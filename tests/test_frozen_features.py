@@ -5,8 +5,8 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 
+from fmlab.commands.train import build, train
 from fmlab.errors import FmlabError
-from fmlab.train import build, train
 
 PROBE = [
     "model=convnet",
@@ -91,7 +91,7 @@ def test_cached_features_refuse_augmentation_and_a_training_backbone(
 
 
 def test_features_are_what_the_head_receives(compose_cfg, synthetic_data, tmp_path):
-    from fmlab.frozen_features import head_inputs
+    from fmlab.techniques.frozen_features import head_inputs
 
     cfg = compose_cfg("train", [f"paths.data_dir={synthetic_data}", *PROBE])
     datamodule, task = build(cfg)

@@ -16,7 +16,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from fmlab.data import CIFAR10DataModule
 from fmlab.errors import FmlabError
-from fmlab.fid_features import build_features, load_classifier
+from fmlab.metrics.fid import build_features, load_classifier
 from fmlab.nets import DCGAN, Discriminator, Generator
 from fmlab.tasks import GAN
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fmlab.checks import check_config
+from fmlab.config.checks import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FMLAB_SHARED") or ROOT.parent / "shared")

@@ -11,14 +11,14 @@ import torch
 from conftest import run_cli
 from omegaconf import OmegaConf
 
-from fmlab.data.tokenizer import tokenizer_from_dict
+from fmlab.commands.export import export
+from fmlab.commands.sample import load_language_model
+from fmlab.data.tokenizers import tokenizer_from_dict
 from fmlab.errors import FmlabError
-from fmlab.hub.export import export
 from fmlab.hub.gpt2 import to_gpt2
-from fmlab.hub.lora import apply_lora, merge_lora
 from fmlab.hub.models import HFCausalLM
 from fmlab.nets import GPT
-from fmlab.sample import load_language_model
+from fmlab.techniques.lora import apply_lora, merge_lora
 
 transformers = pytest.importorskip("transformers")
 

@@ -15,12 +15,12 @@ from omegaconf import OmegaConf
 from test_hf import OFFLINE, export_cli
 from test_labelled_text import write_glue
 
-from fmlab.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+from fmlab.commands.train import build, train
+from fmlab.data.tokenizers import SPECIAL_TOKENS, WordPieceTokenizer
 from fmlab.errors import FmlabError
 from fmlab.hub.bert import load_bert, save_wordpiece, to_bert
 from fmlab.hub.models import HFMaskedLM
 from fmlab.nets import Bert
-from fmlab.train import build, train
 
 transformers = pytest.importorskip("transformers")
 
@@ -207,7 +207,7 @@ def test_a_pretrained_fmlab_bert_exports_and_scores_the_same_in_transformers(
 
 
 def test_a_fine_tuned_fmlab_bert_exports_as_a_sequence_classifier(glue, compose_cfg, tmp_path):
-    from fmlab.hub.export import export
+    from fmlab.commands.export import export
 
     overrides = ["model=bert_tiny", "model.n_embd=32", "optimizer=adamw", *glue]
     record = train(compose_cfg("train", [*overrides, "optimized_metric=val/acc", "test=false"]))

@@ -9,7 +9,7 @@ import torch
 from conftest import run_cli
 from test_hf import OFFLINE, export_cli
 
-from fmlab.data.tokenizer import tokenizer_from_dict
+from fmlab.data.tokenizers import tokenizer_from_dict
 
 transformers = pytest.importorskip("transformers")
 

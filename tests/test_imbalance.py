@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from fmlab.data import CIFAR10DataModule
 from fmlab.data.batches import ClassBalancedBatchIndices
-from fmlab.data.imbalance import long_tail_counts
 from fmlab.errors import FmlabError
-from fmlab.losses import class_weights, focal_loss, weighted_cross_entropy
+from fmlab.techniques.imbalance import long_tail_counts
+from fmlab.techniques.losses import class_weights, focal_loss, weighted_cross_entropy
 
 
 def test_long_tail_counts_are_cui_et_al_s():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fmlab.data import LabelledTextDataModule
-from fmlab.data.tokenizer import (
+from fmlab.data.tokenizers import (
     SPECIAL_TOKENS,
     BPETokenizer,
     CharTokenizer,

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import assert_timing, quiet_trainer, run_cli, write_text_corpus
 
+from fmlab.commands.train import build
 from fmlab.tasks import ImageClassifier
-from fmlab.train import build
 
 SHRUNK_GPT = [
     "experiment=gpt_shakespeare_char_cpu",
@@ -232,8 +232,8 @@ def test_the_task_trains_exactly_like_nanogpts_loop():
     import functools
 
     from fmlab.nets import GPT
-    from fmlab.schedules import WarmupCosine
     from fmlab.tasks import LanguageModel
+    from fmlab.techniques.schedules import WarmupCosine
 
     torch.manual_seed(0)
     net = GPT(30, 16, 1, 2, 32)

@@ -1,5 +1,5 @@
-"""LoRA (fmlab.hub.lora): a tiny fmlab GPT through the real CLI checkpoints only its adapters and
-the record of its base, resumes exactly, is refused on another base, is read back by fmlab-eval
+"""LoRA (fmlab.techniques.lora): a tiny fmlab GPT through the real CLI checkpoints only its adapters
+and the record of its base, resumes exactly, is refused on another base, is read back by fmlab-eval
 and merges to the same logits; fmlab's BERT takes adapters in its attention and MLP linears."""
 
 import json
@@ -11,14 +11,14 @@ import torch
 from conftest import run_cli
 from omegaconf import OmegaConf
 
+from fmlab.commands.export import export
+from fmlab.commands.sample import load_language_model
+from fmlab.commands.train import base_net
 from fmlab.errors import FmlabError
-from fmlab.hub.export import export
-from fmlab.hub.lora import apply_lora
 from fmlab.nets import GPT, Bert
-from fmlab.sample import load_language_model
 from fmlab.tasks import ImageClassifier, MaskedLM
-from fmlab.train import base_net
-from fmlab.transfer import read_init_from
+from fmlab.techniques.lora import apply_lora
+from fmlab.techniques.transfer import read_init_from
 
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 LORA_GPT = [

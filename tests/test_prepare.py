@@ -14,10 +14,10 @@ import pytest
 from conftest import REAL_DATA, write_text_corpus, write_tiktoken_file
 
 from fmlab.data import shards, sources
-from fmlab.data.gpt2_bpe import TiktokenTokenizer
 from fmlab.data.prepare import PrepareSpec, ensure_store
 from fmlab.data.text import TextDataModule
-from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizers import CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizers.gpt2_bpe import TiktokenTokenizer
 from fmlab.errors import FmlabError
 
 DOCUMENTS = [

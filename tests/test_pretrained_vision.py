@@ -10,11 +10,11 @@ from conftest import run_cli
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from fmlab.commands.train import build, build_net
 from fmlab.data import CIFAR10DataModule
 from fmlab.errors import FmlabError
 from fmlab.hub import TimmNet
 from fmlab.hub.efficientnet_keys import to_timm
-from fmlab.train import build, build_net
 
 timm = pytest.importorskip("timm")
 OFFLINE = {"HF_HUB_OFFLINE": "1"}

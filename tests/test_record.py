@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fmlab.record import environment, write_json_atomic
+from fmlab.run.record import environment, write_json_atomic
 
 
 def test_atomic_write_replaces_and_a_failed_write_keeps_the_old_file(tmp_path):

@@ -10,9 +10,9 @@ import torch
 import yaml
 from conftest import run_cli
 
+from fmlab.commands.reproduce import comparisons
 from fmlab.errors import FmlabError
-from fmlab.record import write_json_atomic
-from fmlab.reproduce import comparisons
+from fmlab.run.record import write_json_atomic
 from fmlab.tables.cells import Cell
 from fmlab.tables.launch import check_passthrough, job_state, plan
 from fmlab.tables.spec import parse_spec

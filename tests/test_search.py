@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError, NonFiniteLoss
-from fmlab.search import TrialFailed, failing_trial
+from fmlab.sweeps.search import TrialFailed, failing_trial
 from hydra_plugins.fmlab_optuna_sweeper import trials
 from hydra_plugins.fmlab_optuna_sweeper._space import parse
 from hydra_plugins.fmlab_optuna_sweeper.config import OPTIONS
@@ -228,7 +228,7 @@ def test_directions_must_match_the_metrics(tmp_path, monkeypatch):
 
 
 def test_a_diverged_run_fails_its_trial_not_the_search(monkeypatch):
-    """In a trial, a NaN loss (fmlab.callbacks.StopOnNonFinite) becomes an ordinary exception,
+    """In a trial, a NaN loss (fmlab.run.callbacks.StopOnNonFinite) becomes an ordinary exception,
     which the sweeper records as a failed trial; outside a search it stays the run's error."""
     with pytest.raises(NonFiniteLoss), failing_trial():
         raise NonFiniteLoss("the training loss became NaN")

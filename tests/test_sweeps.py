@@ -16,11 +16,11 @@ from omegaconf import OmegaConf, open_dict
 from wandb_files import wandb_records
 
 from fmlab import CONF_DIR
+from fmlab.commands.train import optimized_value
+from fmlab.config.resolvers import tasks_per_node
 from fmlab.errors import FmlabError
-from fmlab.record import write_json_atomic
-from fmlab.resolvers import tasks_per_node
-from fmlab.sweeps import finished_record, prepare_job
-from fmlab.train import optimized_value
+from fmlab.run.record import write_json_atomic
+from fmlab.sweeps.jobs import finished_record, prepare_job
 from hydra_plugins.fmlab_optuna_sweeper.trials import OUTCOME, open_storage
 
 RECORD_KEYS = {"status", "metrics", "optimized_metric", "checkpoints", "timing", "config"}

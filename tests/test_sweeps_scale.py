@@ -12,7 +12,7 @@ import yaml
 from conftest import run_cli
 from test_sweeps import records, tiny
 
-from fmlab.resolvers import cpu_count
+from fmlab.config.resolvers import cpu_count
 
 pytestmark = pytest.mark.slow
 SACCT_SHIM = "/tmp/fmlab-slurm/bin"  # start.sh's sacct stand-in: submitit polls sacct

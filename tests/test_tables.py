@@ -9,9 +9,9 @@ import pytest
 from conftest import run_cli
 
 from fmlab import CONF_DIR
+from fmlab.commands.reproduce import csv_rows, reproduction_grid
 from fmlab.errors import FmlabError
-from fmlab.record import write_json_atomic
-from fmlab.reproduce import csv_rows, reproduction_grid
+from fmlab.run.record import write_json_atomic
 from fmlab.tables.cells import Reference, aggregate, best_means
 from fmlab.tables.curves import plot_curves, read_series, smoothed
 from fmlab.tables.render import latex, markdown

@@ -12,13 +12,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fmlab import CONF_DIR
+from fmlab.commands.evaluate import evaluate
+from fmlab.commands.train import build, train
 from fmlab.data import CIFAR10DataModule
-from fmlab.data.augment import cutout
-from fmlab.evaluate import evaluate
 from fmlab.nets import ConvNet
-from fmlab.schedules import warmup_cosine, warmup_linear, warmup_multistep
 from fmlab.tasks import ImageClassifier
-from fmlab.train import build, train
+from fmlab.techniques.augment import cutout
+from fmlab.techniques.schedules import warmup_cosine, warmup_linear, warmup_multistep
 
 SHRUNK = [
     "logger=none",

@@ -9,7 +9,7 @@ from conftest import run_cli, write_text_corpus
 
 from fmlab.data import corpora
 from fmlab.data.text import TextDataModule
-from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"

@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 
 from fmlab import CONF_DIR
+from fmlab.commands.sample import generate
+from fmlab.commands.train import build_net
 from fmlab.nets import GPT, RecurrentLM
-from fmlab.sample import generate
-from fmlab.schedules import WarmupCosine
-from fmlab.train import build_net
+from fmlab.techniques.schedules import WarmupCosine
 
 LM_MODELS = ["gpt", "lstm", "gru", "rnn"]
 SEQ_MODELS = sorted(p.stem for p in Path(CONF_DIR, "model").glob("seq_*.yaml"))

@@ -10,7 +10,7 @@ from wandb_files import exit_codes
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
-from fmlab.tracking import closing_loggers, instantiate_loggers
+from fmlab.run.tracking import closing_loggers, instantiate_loggers
 
 
 @pytest.fixture

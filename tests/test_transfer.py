@@ -9,12 +9,12 @@ import torch
 from conftest import quiet_trainer
 from torch import nn
 
+from fmlab.commands.train import train
 from fmlab.data import CIFAR10DataModule
 from fmlab.errors import FmlabError
 from fmlab.nets import ConvNet
 from fmlab.tasks import ImageClassifier
-from fmlab.train import train
-from fmlab.transfer import head_name, init_from_checkpoint
+from fmlab.techniques.transfer import head_name, init_from_checkpoint
 
 SHRUNK = [
     "logger=csv",

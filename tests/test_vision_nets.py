@@ -10,8 +10,8 @@ from conftest import run_cli
 from hydra.utils import instantiate
 
 from fmlab import CONF_DIR
+from fmlab.commands.train import build_net
 from fmlab.nets import ResNetCifar, ViT
-from fmlab.train import build_net
 
 # Parameters for 10 classes, as the sources print them (rounded as they round).
 PAPER_PARAMS = {

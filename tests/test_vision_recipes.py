@@ -5,8 +5,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from fmlab.speed import ChannelsLast, CompileNet
-from fmlab.train import build
+from fmlab.commands.train import build
+from fmlab.techniques.speed import ChannelsLast, CompileNet
 
 RECIPES = ["resnet20_cifar10", "resnet110_cifar10", "resnet18_cifar10", "vit_cifar10"]
 RECIPES += ["cifar10_fast"]

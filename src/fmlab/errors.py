@@ -6,4 +6,4 @@ class FmlabError(Exception):
 
 
 class NonFiniteLoss(FmlabError):
-    """The training loss became NaN or Inf (fmlab.callbacks.StopOnNonFinite)."""
+    """The training loss became NaN or Inf (fmlab.run.callbacks.StopOnNonFinite)."""

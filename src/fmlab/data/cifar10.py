@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
-from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
+from fmlab.config.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
 from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
-from fmlab.data.imbalance import long_tailed_split
 from fmlab.errors import FmlabError
+from fmlab.techniques.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
+from fmlab.techniques.imbalance import long_tailed_split
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     only on ``split_seed`` (0: no validation split). ``train_size`` keeps that many labelled
     training images, the same number per class, the first ones of that permutation (e.g. 1000 for
     a few-label transfer study; None: all). ``seed`` fixes the order of training batches.
-    ``imbalance_ratio`` makes the training set long-tailed (``fmlab.data.imbalance``; the
+    ``imbalance_ratio`` makes the training set long-tailed (``fmlab.techniques.imbalance``; the
     validation split is then class-balanced, the test set is untouched); ``sampling:
     class_balanced`` re-samples it so that every class is drawn equally often.
     """

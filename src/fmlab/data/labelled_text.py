@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from fmlab.constraints import AT_LEAST_ONE, FRACTION
+from fmlab.config.constraints import AT_LEAST_ONE, FRACTION
 from fmlab.data.batches import BatchIndices, BatchLoader, TrimmedBatches
 from fmlab.data.labelled_files import (
     FORMATS,
@@ -27,7 +27,7 @@ from fmlab.data.labelled_files import (
     read_examples,
 )
 from fmlab.data.sequences import encode_with_specials, pad_right
-from fmlab.data.tokenizer import (
+from fmlab.data.tokenizers import (
     SPECIAL_TOKENS,
     BPETokenizer,
     CharTokenizer,

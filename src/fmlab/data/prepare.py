@@ -13,18 +13,17 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import fmlab
-from fmlab.cache import _locked
 from fmlab.data import shards
 from fmlab.data.sources import Source, fingerprint, open_source
-from fmlab.data.tokenizer import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizers import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
-from fmlab.files import size, write_atomic
+from fmlab.run.cache import _locked
+from fmlab.run.files import size, write_atomic
 
 log = logging.getLogger(__name__)
 FORMAT, VERSION = "fmlab-token-store", 1
@@ -87,30 +86,6 @@ def ensure_store(spec: PrepareSpec) -> Path:
     return folder
 
 
-def prepare_job(cfg) -> Path:
-    """fmlab-prepare: the store of ``cfg.data``, its folder and summary on stdout."""
-    from omegaconf import OmegaConf
-
-    target = cfg.data.get("_target_", "")
-    if not target.endswith("TextDataModule") or "Labelled" in target:
-        raise FmlabError(
-            f"fmlab-prepare prepares text corpora for language models, and data={target!r} is "
-            "not one. Choose a text data config (data=tiny_shakespeare, data=wikitext2, "
-            "data.corpus=<your text>) or an experiment that trains on one."
-        )
-    start = time.perf_counter()
-    folder = ensure_store(PrepareSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True)))
-    seconds = time.perf_counter() - start
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
-    print(folder)
-    for split, info in manifest.get("splits", {}).items():
-        print(f"{split}: {info['tokens']:,} tokens, {len(info['shards'])} shard(s)", end="")
-        print(f", {info['chars']:,} characters, {info['documents']:,} documents")
-    text = sum(s.get("bytes", 0) for s in manifest.get("splits", {}).values())
-    print(f"{size(text)} of text in {seconds:.1f} s ({text / seconds / 1e6:.1f} MB/s)")
-    return folder
-
-
 def store_settings(spec: PrepareSpec, source: Source) -> dict:
     """What defines the tokens of a store besides its source (num_proc does not: any number of
     processes writes the same bytes)."""
@@ -132,7 +107,7 @@ def store_settings(spec: PrepareSpec, source: Source) -> dict:
     elif spec.tokenizer.startswith("hf:"):  # the tokenizer itself: its folder may change
         settings["tokenizer_sha256"] = _sha256_json(HFTokenizer.load(spec.tokenizer[3:]).to_dict())
     elif spec.tokenizer == "tiktoken":
-        from fmlab.data.gpt2_bpe import file_sha256
+        from fmlab.data.tokenizers.gpt2_bpe import file_sha256
 
         settings["tokenizer_file_sha256"] = (
             file_sha256(spec.tokenizer_file) if spec.tokenizer_file else "tiktoken:gpt2"
@@ -228,7 +203,7 @@ def train_tokenizer(spec: PrepareSpec, source: Source):
     if spec.given_tokenizer is not None:
         return tokenizer_from_dict(spec.given_tokenizer)
     if spec.tokenizer == "tiktoken":
-        from fmlab.data.gpt2_bpe import TiktokenTokenizer
+        from fmlab.data.tokenizers.gpt2_bpe import TiktokenTokenizer
 
         return TiktokenTokenizer.load(spec.tokenizer_file)
     if spec.tokenizer.startswith("hf:"):

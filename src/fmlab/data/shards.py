@@ -78,7 +78,7 @@ _worker: dict = {}
 
 
 def start_encoder(tokenizer: dict, eot_id: int | None, dtype: str) -> None:
-    from fmlab.data.tokenizer import tokenizer_from_dict
+    from fmlab.data.tokenizers import tokenizer_from_dict
 
     _worker.update(tokenizer=tokenizer_from_dict(tokenizer), eot_id=eot_id, dtype=dtype)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmlab.data.tokenizer import CharTokenizer, tokenizer_from_dict
+from fmlab.data.tokenizers import CharTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 
 MANIFEST = "manifest.json"

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fmlab.constraints import AT_LEAST_ONE, FRACTION, Range
+from fmlab.config.constraints import AT_LEAST_ONE, FRACTION, Range
 from fmlab.data.batches import BatchIndices
 from fmlab.data.corpora import CORPORA
 from fmlab.data.prepare import PrepareSpec, check_tokenizer, ensure_store
 from fmlab.data.store import Tokens, open_store
-from fmlab.data.tokenizer import SPECIAL_IDS, SPECIAL_TOKENS, WithSpecials
+from fmlab.data.tokenizers import SPECIAL_IDS, SPECIAL_TOKENS, WithSpecials
 from fmlab.errors import FmlabError
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class TextDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         """Saved inside every checkpoint: sampling and evaluation reuse this exact tokenizer.
         With special tokens, also the tokenizer as the net saw it, for the labelled data of a
-        fine-tuning run (fmlab.transfer.take_tokenizer)."""
+        fine-tuning run (fmlab.techniques.transfer.take_tokenizer)."""
         if not self.tokenizer:
             return {}
         with_specials = {"net_tokenizer": WithSpecials(self.tokenizer).to_dict()}

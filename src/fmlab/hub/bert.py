@@ -123,9 +123,9 @@ def load_bert(checkpoint: dict) -> tuple[Bert, object, list[str] | None]:
 
     from omegaconf import OmegaConf
 
-    from fmlab.data.tokenizer import tokenizer_from_dict
-    from fmlab.hub.lora import apply_lora, lora_settings
-    from fmlab.train import build_net
+    from fmlab.commands.train import build_net
+    from fmlab.data.tokenizers import tokenizer_from_dict
+    from fmlab.techniques.lora import apply_lora, lora_settings
 
     config = checkpoint["hyper_parameters"]["config"]
     state = next(v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v)
@@ -155,7 +155,7 @@ def save_wordpiece(tokenizer, out) -> None:
 
     from tokenizers import Tokenizer, processors
 
-    from fmlab.data.tokenizer import SPECIAL_IDS, SPECIAL_TOKENS
+    from fmlab.data.tokenizers import SPECIAL_IDS, SPECIAL_TOKENS
 
     backend = Tokenizer.from_str(tokenizer.tokenizer.to_str())
     backend.post_processor = processors.TemplateProcessing(

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmlab.errors import FmlabError
-from fmlab.hub.loading import from_pretrained
+from fmlab.run.pretrained import from_pretrained
 
 
 class HFCausalLM(nn.Module):

@@ -119,7 +119,8 @@ class Bert(nn.Module):
         self.mlm = MLMHead(self.tok_emb)
         self.pooler = nn.Linear(n_embd, n_embd) if pool == "cls" else None
         self.head_drop = nn.Dropout(dropout)
-        # Last Linear with num_classes outputs: fmlab.transfer.head_name finds it as the head.
+        # Last Linear with num_classes outputs: fmlab.techniques.transfer.head_name finds it as
+        # the head.
         self.classifier = nn.Linear(n_embd, num_classes)
         self.apply(self._init_weights)
 

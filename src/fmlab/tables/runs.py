@@ -102,7 +102,7 @@ def run_from_wandb(run) -> Run:
 
 def wandb_jobs(project: str, filters: dict | None = None) -> list[Run]:
     """The runs of a W&B project (``entity/project``), read through wandb.Api; online only."""
-    from fmlab.tracking import wandb_mode
+    from fmlab.run.tracking import wandb_mode
 
     mode = os.environ.get("WANDB_MODE")
     if mode in ("offline", "disabled", "dryrun") or wandb_mode() != "online":

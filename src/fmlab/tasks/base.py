@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fmlab.errors import FmlabError
-from fmlab.hub.lora import adapters_only, apply_lora, base_identity, lora_settings, with_base
+from fmlab.techniques.lora import adapters_only, apply_lora, base_identity, lora_settings, with_base
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -35,7 +35,9 @@ class Task(L.LightningModule):
 
     optimizer_factory: OptimizerFactory
     scheduler_factory: SchedulerFactory | None
-    adapters: dict | None = None  # the LoRA record (fmlab.hub.lora.apply_lora) if adapters train
+    adapters: dict | None = (
+        None  # the LoRA record (fmlab.techniques.lora.apply_lora) if adapters train
+    )
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the name of the running hook on the module around 40 times a

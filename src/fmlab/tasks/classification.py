@@ -11,13 +11,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from fmlab import losses
-from fmlab.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
+from fmlab.config.constraints import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE
 from fmlab.errors import FmlabError
-from fmlab.frozen_features import backbone_sha256, cached_head_inputs
-from fmlab.hub.lora import lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task
-from fmlab.transfer import head_name, in_head
+from fmlab.techniques import losses
+from fmlab.techniques.frozen_features import backbone_sha256, cached_head_inputs
+from fmlab.techniques.lora import lora_settings
+from fmlab.techniques.transfer import head_name, in_head
 
 
 class ImageClassifier(Task):

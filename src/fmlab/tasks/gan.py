@@ -12,11 +12,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.utils import save_image
 
-from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE_FLOAT, Range
+from fmlab.config.constraints import AT_LEAST_ONE, NON_NEGATIVE_FLOAT, Range
 from fmlab.errors import FmlabError
-from fmlab.fid_features import build_features
-from fmlab.gan_losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from fmlab.metrics.fid import build_features
 from fmlab.tasks.base import Task
+from fmlab.techniques.gan_losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from fmlab.flops import mfu
-from fmlab.hub.lora import lora_settings
+from fmlab.metrics.flops import mfu
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
+from fmlab.techniques.lora import lora_settings
 
 
 class LanguageModel(Task):
@@ -57,7 +57,8 @@ class LanguageModel(Task):
     def throughput(self, train_s: float, steps: int) -> dict:
         """What fmlab-train adds to the record's timing: ``steps`` optimizer steps in ``train_s``
         seconds (validations during fit included, as in its train_steps_per_s). flops_per_s is
-        of all ranks together; MFU is None on a CPU or a GPU whose peak fmlab.flops lacks."""
+        of all ranks together; MFU is None on a CPU or a GPU whose peak fmlab.metrics.flops
+        lacks."""
         flops = self.flops_per_token()
         # None when this process trained no batch (a run resumed at its last step).
         tokens_per_s = self.tokens_per_step() * steps / train_s if self.batch_tokens else None

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from fmlab.constraints import PROBABILITY, Range
+from fmlab.config.constraints import PROBABILITY, Range
 from fmlab.errors import FmlabError
-from fmlab.hub.lora import lora_settings
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
+from fmlab.techniques.lora import lora_settings
 
 SPECIAL = ("pad", "unk", "cls", "sep", "mask")
 NEVER_MASKED = ("pad", "cls", "sep", "mask")  # [UNK] stands for text: it is masked like any token

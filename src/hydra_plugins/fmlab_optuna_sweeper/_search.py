@@ -16,7 +16,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from fmlab.checks import explain
+from fmlab.commands.failures import explain
 from fmlab.errors import FmlabError
 
 from . import trials as protocol

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fmlab.errors import FmlabError
-from fmlab.files import write_atomic
+from fmlab.run.files import write_atomic
 
 
 class CorruptCheckpoint(FmlabError):

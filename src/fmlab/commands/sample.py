@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fmlab.data.tokenizer import tokenizer_from_dict
+from fmlab.commands.evaluate import load_checkpoint
+from fmlab.commands.train import base_net
+from fmlab.data.tokenizers import tokenizer_from_dict
 from fmlab.errors import FmlabError
-from fmlab.evaluate import load_checkpoint
-from fmlab.hub.lora import apply_lora, base_identity, lora_settings, with_base
-from fmlab.train import base_net
-from fmlab.transfer import lora_base_source
+from fmlab.techniques.lora import apply_lora, base_identity, lora_settings, with_base
+from fmlab.techniques.transfer import lora_base_source
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 Records, checkpoints and cache files are written beside their name and renamed into place: a crash
 or a full disk leaves the previous file, never a truncated one. A write that does not fit raises
-``DiskFull``, naming the folder, the bytes needed and the bytes free; ``fmlab.checks.job`` adds the
-newest intact checkpoint of the run and how to continue from it.
+``DiskFull``, naming the folder, the bytes needed and the bytes free;
+``fmlab.commands.failures.job`` adds the newest intact checkpoint of the run and how to continue
+from it.
 """
 
 import errno

@@ -33,7 +33,7 @@ from fmlab.tables.render import (
 from fmlab.tables.runs import Run, load_job
 from fmlab.tables.spec import TableSpec, load_spec
 
-log = logging.getLogger("fmlab.reproduce")
+log = logging.getLogger("fmlab.commands.reproduce")
 
 OPTIONS = {"table", "force", "launch", "out_dir", "parallel_rows"}
 USAGE = (

@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from fmlab.config.resolvers import cpu_count, in_multirun, visible_gpus
 from fmlab.errors import FmlabError
-from fmlab.resolvers import cpu_count, in_multirun, visible_gpus
 
 log = logging.getLogger(__name__)
 COMMAND = list(sys.argv)  # as typed; a DDP job under -m replaces sys.argv with its own command

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from fmlab.files import write_atomic
+from fmlab.run.files import write_atomic
 
 PACKAGES = (
     "fmlab",

@@ -12,16 +12,18 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fmlab import checks, console, resume, runlock, search  # noqa: F401 (console: quiet start)
-from fmlab.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
-from fmlab.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
+from fmlab.config import checks
 from fmlab.errors import FmlabError
-from fmlab.hub.lora import lora_settings, merge_lora
-from fmlab.record import environment, write_json_atomic
-from fmlab.speed import NoProfiler
-from fmlab.sweeps import finished_record, prepare_job
-from fmlab.tracking import closing_loggers, instantiate_loggers
-from fmlab.transfer import (
+from fmlab.run import console, resume, runlock  # noqa: F401 (console: quiet start)
+from fmlab.run.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
+from fmlab.run.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
+from fmlab.run.record import environment, write_json_atomic
+from fmlab.run.tracking import closing_loggers, instantiate_loggers
+from fmlab.sweeps import search
+from fmlab.sweeps.jobs import finished_record, prepare_job
+from fmlab.techniques.lora import lora_settings, merge_lora
+from fmlab.techniques.speed import NoProfiler
+from fmlab.techniques.transfer import (
     init_from_checkpoint,
     lora_base_source,
     read_init_from,
@@ -68,8 +70,8 @@ def base_net(cfg: DictConfig, datamodule, source: dict | None = None):
 
 
 def merged(checkpoint: dict) -> dict:
-    """An adapter-only checkpoint (fmlab.hub.lora) made whole, for ``init_from``: its net rebuilt
-    from its own config and net_args (its base), its adapters loaded and folded in."""
+    """An adapter-only checkpoint (fmlab.techniques.lora) made whole, for ``init_from``: its net
+    rebuilt from its own config and net_args (its base), its adapters loaded and folded in."""
     hp = checkpoint["hyper_parameters"]
     data = SimpleNamespace(net_args=hp["net_args"])
     _, task = build(OmegaConf.create(hp["config"]), data, lora_base_source(checkpoint))
@@ -173,7 +175,8 @@ def train(cfg: DictConfig) -> dict:
             results = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update({k: float(v) for k, v in results[0].items()})
 
-    # A language model's tokens/s, FLOPs per token, FLOP/s and MFU (fmlab.flops); others have none.
+    # A language model's tokens/s, FLOPs per token, FLOP/s and MFU (fmlab.metrics.flops); others
+    # have none.
     throughput = getattr(task, "throughput", lambda *_: {})(train_s, trainer.global_step)
     record = {
         "status": "pruned" if pruned else "complete",
@@ -228,7 +231,7 @@ def optimized_value(record: dict) -> float | list[float] | None:
 
 def run_job(cfg: DictConfig) -> float | list[float] | None:
     """One job of `fmlab-train` (see fmlab.cli), in every process and rank that runs it. Its run
-    folder is this process's alone while it runs (fmlab.runlock): nothing below reads or resumes
+    folder is this process's alone while it runs (fmlab.run.runlock): nothing below reads or resumes
     a folder another live process is writing."""
     prepare_job(cfg)
     with runlock.held(Path(cfg.paths.output_dir)), search.failing_trial():

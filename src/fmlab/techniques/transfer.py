@@ -10,8 +10,8 @@ from pathlib import Path
 
 from torch import nn
 
-from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
+from fmlab.run.checkpoints import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ def read_init_from(path: str) -> dict:
 
 
 def lora_base_source(checkpoint: dict) -> dict | None:
-    """For an adapter-only checkpoint (fmlab.hub.lora) whose base was initialised from another
-    checkpoint: that checkpoint, read, to rebuild the base from. Else None."""
+    """For an adapter-only checkpoint (fmlab.techniques.lora) whose base was initialised from
+    another checkpoint: that checkpoint, read, to rebuild the base from. Else None."""
     init_from = checkpoint["hyper_parameters"]["config"].get("init_from")
     if "lora_base" not in checkpoint or not init_from:
         return None

@@ -8,13 +8,13 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fmlab import checks
-from fmlab.checkpoints import check_fits, load_checkpoint
+from fmlab.commands.train import build
+from fmlab.config import checks
 from fmlab.errors import FmlabError
-from fmlab.record import environment, write_json_atomic
-from fmlab.tracking import closing_loggers, instantiate_loggers
-from fmlab.train import build
-from fmlab.transfer import lora_base_source
+from fmlab.run.checkpoints import check_fits, load_checkpoint
+from fmlab.run.record import environment, write_json_atomic
+from fmlab.run.tracking import closing_loggers, instantiate_loggers
+from fmlab.techniques.transfer import lora_base_source
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,13 @@ from typing import Annotated
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from fmlab.constraints import AT_LEAST_ONE, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, PROBABILITY
+from fmlab.config.constraints import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    NON_NEGATIVE_FLOAT,
+    POSITIVE,
+    PROBABILITY,
+)
 
 
 def warmup_cosine(

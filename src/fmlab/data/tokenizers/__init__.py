@@ -151,7 +151,7 @@ class HFTokenizer(BPETokenizer):
         from transformers import AutoTokenizer
 
         from fmlab.errors import FmlabError
-        from fmlab.hub.loading import from_pretrained
+        from fmlab.run.pretrained import from_pretrained
 
         loaded = from_pretrained(AutoTokenizer, name_or_path, "data.tokenizer", prefix="hf:")
         backend = getattr(loaded, "backend_tokenizer", None)
@@ -311,7 +311,7 @@ def tokenizer_from_dict(data: dict):
         backend = Tokenizer.from_str(data["json"])
         return HFTokenizer(backend, data["name_or_path"], data["eos_token"], data.get("specials"))
     if data["kind"] == "tiktoken":
-        from fmlab.data.gpt2_bpe import TiktokenTokenizer
+        from fmlab.data.tokenizers.gpt2_bpe import TiktokenTokenizer
 
         return TiktokenTokenizer.from_dict(data)
     raise ValueError(f"unknown tokenizer kind {data['kind']!r}")

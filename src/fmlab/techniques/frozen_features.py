@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmlab import cache
-from fmlab.transfer import in_head
+from fmlab.run import cache
+from fmlab.techniques.transfer import in_head
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when what is stored changes

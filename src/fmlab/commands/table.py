@@ -32,7 +32,7 @@ from fmlab.tables.render import (
 )
 from fmlab.tables.runs import Run, find_jobs, wandb_jobs
 
-log = logging.getLogger("fmlab.table")
+log = logging.getLogger("fmlab.commands.table")
 
 DEFAULTS = {
     "runs": [],

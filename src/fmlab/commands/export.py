@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from fmlab.checkpoints import load_checkpoint
 from fmlab.errors import FmlabError
-from fmlab.hub.lora import lora_settings, merge_lora
 from fmlab.nets.bert import Bert
 from fmlab.nets.gpt import GPT
+from fmlab.run.checkpoints import load_checkpoint
+from fmlab.techniques.lora import lora_settings, merge_lora
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def export(cfg: DictConfig) -> Path:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         save_safetensors(state, out / "model.safetensors")
     else:
+        from fmlab.commands.sample import load_language_model
         from fmlab.hub.bert import load_bert
-        from fmlab.sample import load_language_model
 
         labels = None  # the classes of a classifier, in the order of its outputs
         if checkpoint["hyper_parameters"]["config"]["model"]["_target_"] == "fmlab.nets.Bert":

@@ -21,9 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from fmlab import CONF_DIR, cache
-from fmlab.checkpoints import load_checkpoint
+from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
+from fmlab.run import cache
+from fmlab.run.checkpoints import load_checkpoint
 from hydra_plugins.fmlab_optuna_sweeper import trials
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ def sha256(path: Path) -> str:
 
 def load_classifier(path: str | Path) -> tuple[ClassifierFeatures, dict]:
     """A fmlab classification checkpoint as features, rebuilt from its own run config."""
-    from fmlab.train import build_net  # the checkpoint's net, built as fmlab-train built it
+    from fmlab.commands.train import (
+        build_net,  # the checkpoint's net, built as fmlab-train built it
+    )
 
     path = Path(path).expanduser()
     checkpoint = load_checkpoint(path, key="task.fid_features")  # plain data, or refused by name
@@ -128,7 +131,7 @@ def recipe_key(data_fingerprint: str) -> str:
 def default_classifier(data_dir: str, data_fingerprint: str, cache_dir: str) -> Path:
     """The checkpoint of ``experiment=fid_convnet`` on this data, trained by fmlab-train once (in
     a child process, so this run's random state and loggers are untouched) and then reused: a
-    cache (fmlab.cache) that the jobs of a sweep train once, not once each, and that is trained
+    cache (fmlab.run.cache) that the jobs of a sweep train once, not once each, and that is trained
     again if its files fail their check."""
     folder = Path(cache_dir).expanduser() / f"{DEFAULT_RECIPE}-{recipe_key(data_fingerprint)}"
     cache.ensure(folder, lambda run_dir: _train(run_dir, data_dir), "FID feature classifier")

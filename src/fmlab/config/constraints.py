@@ -1,4 +1,4 @@
-"""The values a constructor argument may take, declared once and checked by ``fmlab.checks``
+"""The values a constructor argument may take, declared once and checked by ``fmlab.config.checks``
 before any data is read: a learning rate of -0.1 or a batch of 0 is refused by name instead of
 failing inside torch after minutes of loading.
 
@@ -251,7 +251,7 @@ _LEAVE_TRAINING = Relation(
 RELATIONS: dict[str, list[Relation]] = {
     "fmlab.data.TextDataModule": [_LEAVE_TRAINING],
     "fmlab.data.LabelledTextDataModule": [_LEAVE_TRAINING],
-    "fmlab.schedules.WarmupCosine": [
+    "fmlab.techniques.schedules.WarmupCosine": [
         Relation(
             ("warmup_iters", "lr_decay_iters"),
             lambda warmup, decay: warmup < decay,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fmlab.files import write_atomic
+from fmlab.run.files import write_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

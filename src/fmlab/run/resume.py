@@ -15,9 +15,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fmlab.checkpoints import CorruptCheckpoint, load_checkpoint
 from fmlab.errors import FmlabError
-from fmlab.files import DiskFull, size
+from fmlab.run.checkpoints import CorruptCheckpoint, load_checkpoint
+from fmlab.run.files import DiskFull, size
 
 log = logging.getLogger(__name__)
 
