@@ -49,7 +49,7 @@ def hand_loop(net_name: str, batch_size: int, steps: int, device: str, seed: int
     from omegaconf import OmegaConf
 
     from fmlab import CONF_DIR
-    from fmlab.techniques.augment import normalize, normalizer, random_crop, random_flip
+    from fmlab.data.augment import normalize, normalizer, random_crop, random_flip
 
     folder = Path(os.environ.get("FMLAB_DATA_DIR", "data")) / "cifar-10-batches-py"
     xs, ys = [], []

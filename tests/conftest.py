@@ -198,6 +198,40 @@ def assert_timing(record: dict) -> None:
     assert timing["train_steps_per_s"] == pytest.approx(timing["train_steps"] / timing["train_s"])
 
 
+# The char GPT recipe shrunk to seconds (hub/, run/ and techniques/ tests train it).
+TINY_CHAR_GPT = [
+    "experiment=gpt_shakespeare_char_cpu",
+    "data.block_size=16",
+    "data.batch_size=4",
+    "data.max_eval_windows=8",
+    "model.n_layer=1",
+    "model.n_head=2",
+]
+
+
+# GLUE-style labelled text: two classes of words (data/, hub/ and tasks/ tests write it).
+WORDS = {"0": "bad sour dull awful grim", "1": "good sweet fine lovely warm"}
+
+
+def sentence(label: str, i: int, n: int) -> str:
+    words = WORDS[label].split()
+    return " ".join(words[(i + j) % len(words)] for j in range(n))
+
+
+def write_glue(path: Path, n: int = 60, pairs: bool = False) -> Path:
+    """GLUE's layout: a header line, a space before each TAB as in SST-2; lengths 1..9 words."""
+    header = "sentence1\tsentence2\tlabel" if pairs else "sentence\tlabel"
+    rows = [header]
+    for i in range(n):
+        label = "01"[i % 3 == 0]  # 1/3 positive: the classes are unbalanced
+        text = sentence(label, i, 1 + i % 9)
+        rows.append(
+            f"{text} \t{sentence(label, i + 1, 2)} \t{label}" if pairs else f"{text} \t{label}"
+        )
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
 def write_text_corpus(path: Path, chars: int = 30_000, seed: int = 0) -> Path:
     """A play-like text of ``chars`` characters: speakers and lines of a small vocabulary, so a
     small language model can learn it within a few dozen steps."""

@@ -14,7 +14,7 @@ from fmlab.errors import FmlabError
 from fmlab.run.checkpoints import check_fits, load_checkpoint
 from fmlab.run.record import environment, write_json_atomic
 from fmlab.run.tracking import closing_loggers, instantiate_loggers
-from fmlab.techniques.transfer import lora_base_source
+from fmlab.techniques.rebuild import checkpoint_base
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def evaluate(cfg: DictConfig) -> dict:
     # The data's own state (a text tokenizer, a classifier's classes) before it loads anything:
     # whatever text is configured is then encoded as the net was trained to read it.
     datamodule.load_state_dict(checkpoint.get(type(datamodule).__qualname__, {}))
-    datamodule, task = build(train_cfg, datamodule, lora_base_source(checkpoint))
+    datamodule, task = build(train_cfg, datamodule, checkpoint_base(checkpoint))
     checkpoint["state_dict"] = task.full_state(checkpoint)  # LoRA: the base, rebuilt and checked
     check_fits(task, checkpoint)
     task.load_state_dict(checkpoint["state_dict"])

@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from fmlab.data.tokenizers import saved_state, saved_tokenizer
 from fmlab.errors import FmlabError
 from fmlab.nets.bert import Bert
 from fmlab.nets.gpt import GPT
 from fmlab.run.checkpoints import load_checkpoint
 from fmlab.techniques.lora import lora_settings, merge_lora
+from fmlab.techniques.rebuild import rebuild_net
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,14 @@ def export(cfg: DictConfig) -> Path:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         save_safetensors(state, out / "model.safetensors")
     else:
-        from fmlab.commands.sample import load_language_model
-        from fmlab.hub.bert import load_bert
-
-        labels = None  # the classes of a classifier, in the order of its outputs
-        if checkpoint["hyper_parameters"]["config"]["model"]["_target_"] == "fmlab.nets.Bert":
-            net, tokenizer, labels = load_bert(checkpoint)
-        else:
-            net, tokenizer, _ = load_language_model(path, "cpu")
+        net, tokenizer = rebuild_net(checkpoint), saved_tokenizer(checkpoint)
+        # The classes of a classifier, in the order of its outputs (a Bert fine-tuned on labels).
+        labels = (saved_state(checkpoint) or {}).get("classes") or None
+        if tokenizer is None and cfg.format == "hf":
+            raise FmlabError(
+                f"format=hf writes language models with their tokenizer, and ckpt_path="
+                f"{str(path)!r} holds none. Use format=safetensors for its plain weights."
+            )
         if cfg.merge_lora:
             merge_lora(net)
         if cfg.format == "safetensors":

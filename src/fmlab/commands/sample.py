@@ -3,17 +3,14 @@ the tokenizer saved inside that checkpoint (never rebuilt from the data)."""
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fmlab.commands.evaluate import load_checkpoint
-from fmlab.commands.train import base_net
-from fmlab.data.tokenizers import tokenizer_from_dict
+from fmlab.data.tokenizers import saved_tokenizer
 from fmlab.errors import FmlabError
-from fmlab.techniques.lora import apply_lora, base_identity, lora_settings, with_base
-from fmlab.techniques.transfer import lora_base_source
+from fmlab.run.checkpoints import load_checkpoint
+from fmlab.techniques.rebuild import rebuild_net
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +47,14 @@ def load_language_model(path: Path, device: str):
     """(net, tokenizer, block_size) from an fmlab-train checkpoint of a language model."""
     checkpoint = load_checkpoint(path)
     config = checkpoint["hyper_parameters"]["config"]
-    states = [v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
-    if not states or "block_size" not in config["data"]:
+    tokenizer = saved_tokenizer(checkpoint)
+    if tokenizer is None or "block_size" not in config["data"]:
         raise FmlabError(
             f"ckpt_path={str(path)!r} is not a language-model checkpoint (it holds no tokenizer); "
             "pass one written by fmlab-train with a text data set."
         )
-    tokenizer = tokenizer_from_dict(states[0]["tokenizer"])
-    block_size = config["data"]["block_size"]
-    data = SimpleNamespace(net_args={"vocab_size": tokenizer.vocab_size, "block_size": block_size})
-    net, _ = base_net(OmegaConf.create(config), data, lora_base_source(checkpoint))
-    if lora := lora_settings(config.get("task")):  # adapters in place, as the task trained them
-        apply_lora(net, **lora)
-    state = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    if saved := checkpoint.get("lora_base"):  # adapters only: the rebuilt base, if it is theirs
-        state = with_base(net, state, saved, base_identity(config), "ckpt_path", "")
-    net.load_state_dict(state)
-    return net.to(device).eval(), tokenizer, block_size
+    net = rebuild_net(checkpoint)
+    return net.to(device), tokenizer, config["data"]["block_size"]
 
 
 def sample(cfg: DictConfig) -> list[str]:

@@ -1,93 +1,47 @@
 """fmlab-train: seed, instantiate, fit, test, write results.json, return the optimized metric."""
 
-import inspect
 import logging
+import numbers
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import lightning as L
-import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from fmlab.config import checks
 from fmlab.errors import FmlabError
-from fmlab.run import console, resume, runlock  # noqa: F401 (console: quiet start)
+from fmlab.run import console, identity, resume, runlock  # noqa: F401 (console: quiet start)
 from fmlab.run.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.run.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.run.record import environment, write_json_atomic
 from fmlab.run.tracking import closing_loggers, instantiate_loggers
 from fmlab.sweeps import search
 from fmlab.sweeps.jobs import finished_record, prepare_job
-from fmlab.techniques.lora import lora_settings, merge_lora
+from fmlab.techniques.rebuild import base_net
 from fmlab.techniques.speed import NoProfiler
-from fmlab.techniques.transfer import (
-    init_from_checkpoint,
-    lora_base_source,
-    read_init_from,
-    take_tokenizer,
-)
+from fmlab.techniques.transfer import read_init_from, take_tokenizer
 
 log = logging.getLogger(__name__)
 
 
-def build_net(model_cfg: DictConfig, datamodule):
-    """The net, given what the data offers (``datamodule.net_args``: num_classes, vocab_size, ...)
-    that its constructor takes; a net that needs something this data does not offer is refused."""
-    params = inspect.signature(get_class(model_cfg._target_)).parameters
-    takes = {k: v for k, v in datamodule.net_args.items() if k in params}
-    missing = [
-        name
-        for name, p in params.items()
-        if p.default is p.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and name not in model_cfg
-        and name not in takes
-    ]
-    if missing:
-        raise FmlabError(
-            f"model {model_cfg._target_} needs {missing}, which data "
-            f"{type(datamodule).__name__} does not provide (it provides "
-            f"{sorted(datamodule.net_args)}). Pick a model made for this data, or a data set "
-            "that provides those values."
-        )
-    return instantiate(model_cfg, **takes)
-
-
-def base_net(cfg: DictConfig, datamodule, source: dict | None = None):
-    """``(net, transfer)``: the net a run starts from, initialised from ``source`` (the checkpoint
-    ``init_from`` names, read) when given, and what that loaded. A LoRA run seeds its init here:
-    its frozen base is not checkpointed, so every reader rebuilds it from the config alone."""
-    if lora_settings(cfg.task) and cfg.get("seed") is not None:
-        torch.manual_seed(cfg.seed)
-    net = build_net(cfg.model, datamodule)
-    if source is not None and "lora_base" in source:
-        source = merged(source)
-    transfer = init_from_checkpoint(net, cfg.init_from, source) if source is not None else None
-    return net, transfer
-
-
-def merged(checkpoint: dict) -> dict:
-    """An adapter-only checkpoint (fmlab.techniques.lora) made whole, for ``init_from``: its net
-    rebuilt from its own config and net_args (its base), its adapters loaded and folded in."""
-    hp = checkpoint["hyper_parameters"]
-    data = SimpleNamespace(net_args=hp["net_args"])
-    _, task = build(OmegaConf.create(hp["config"]), data, lora_base_source(checkpoint))
-    task.load_state_dict(task.full_state(checkpoint, key="init_from"))
-    state = merge_lora(task.net).state_dict()
-    return {**checkpoint, "state_dict": {f"net.{k}": v for k, v in state.items()}}
-
-
-def build(cfg: DictConfig, datamodule=None, source: dict | None = None, net=None):
-    """DataModule (built from the config unless given) and task around ``net`` (the config's
-    base_net unless given); shared with fmlab-eval."""
+def build(cfg: DictConfig, datamodule=None, net=None):
+    """DataModule (built from the config unless given) and the task around ``net`` (the config's
+    own, sized by that data, unless given), with its optimizer and scheduler; fmlab-eval's too."""
     datamodule = instantiate(cfg.data) if datamodule is None else datamodule
-    net = base_net(cfg, datamodule, source)[0] if net is None else net
+    net = base_net(cfg, datamodule.net_args)[0] if net is None else net
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
     return datamodule, task
+
+
+def callback(conf: DictConfig, validated: bool):
+    """A configured callback. Without validation, one that watches a val/ metric keeps the
+    latest weights instead (monitor=None): derived here, so the run's config stays as given."""
+    if not validated and str(conf.get("monitor", "")).startswith("val/"):
+        return instantiate(conf, monitor=None)
+    return instantiate(conf)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -102,19 +56,15 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_from"):  # before the net is sized: the tokenizer sets the vocabulary
         take_tokenizer(datamodule, source := read_init_from(cfg.init_from), cfg.init_from)
     # init_from loads into the net before the task wraps it: LoRA adapts the net it starts from.
-    net, transfer = base_net(cfg, datamodule, source)
-    datamodule, task = build(cfg, datamodule, net=net)
-    if not datamodule.has_val:
-        # Nothing is validated: keep the latest weights rather than the best val/... ones.
-        with open_dict(cfg):
-            for conf in (cfg.get("callbacks") or {}).values():
-                if conf and str(conf.get("monitor", "")).startswith("val/"):
-                    conf.monitor = None
+    net, transfer = base_net(cfg, datamodule.net_args, source)
+    datamodule, task = build(cfg, datamodule, net)
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
-    if getattr(task, "adapters", None):  # its net rebuilds without the data (init_from=it)
-        task.hparams["net_args"] = {k: int(v) for k, v in datamodule.net_args.items()}
-    if (done := resume.finished_record(output_dir, config)) is not None:
+    # What sized the net: every reader rebuilds it so (fmlab.techniques.rebuild), without the data.
+    task.hparams["net_args"] = {  # plain ints (numpy's would need pickle to load)
+        k: int(v) if isinstance(v, numbers.Integral) else v for k, v in datamodule.net_args.items()
+    }
+    if (done := identity.finished(output_dir, config)) is not None:
         log.info("This run is already complete: %s", output_dir / "results.json")
         return done
     ckpt_path = resume.checkpoint_to_resume(cfg, output_dir, config)
@@ -125,7 +75,9 @@ def train(cfg: DictConfig) -> dict:
     # Training time alone (no setup, no testing) for the record's throughput. It also enforces
     # trainer.max_time: Lightning ignores max_time when a Timer callback is already given.
     timer = Timer(duration=cfg.trainer.get("max_time"))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = [
+        callback(c, datamodule.has_val) for c in (cfg.get("callbacks") or {}).values() if c
+    ]
     final = FinalValidation()
     callbacks += [
         timer,

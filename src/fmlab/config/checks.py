@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from fmlab.config import constraints
+from fmlab.config import constraint_tables
 from fmlab.errors import FmlabError
 
 
@@ -62,7 +62,7 @@ def _check_node(node: dict, where: str) -> None:
     except (TypeError, ValueError):  # some builtins have no signature: nothing to check against
         return
     hints = _hints(target)
-    declared = constraints.declared(target)
+    declared = constraint_tables.declared(target)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     name = getattr(target, "__qualname__", str(target))
     for key, value in node.items():
@@ -100,7 +100,7 @@ def _check_range(full_key: str, value, name: str, limit) -> None:
 
 
 def _check_relations(target, name: str, node: dict, params, where: str) -> None:
-    for rule in constraints.relations(target):
+    for rule in constraint_tables.relations(target):
         values = [node.get(k, params[k].default if k in params else None) for k in rule.keys]
         try:
             holds = rule.holds(*values)

@@ -1,8 +1,5 @@
 """CIFAR-10 from the official python-format folder, held in memory as uint8 tensors."""
 
-import hashlib
-import logging
-import pickle
 from pathlib import Path
 from typing import Annotated
 
@@ -12,76 +9,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from fmlab.config.constraints import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Range
+from fmlab.data.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
 from fmlab.data.batches import BatchIndices, BatchLoader, ClassBalancedBatchIndices, TensorBatches
+from fmlab.data.cifar10_files import (
+    FOLDER,
+    TRAIN_FILES,
+    download,
+    missing_message,
+    read_batch,
+    verify,
+)
+from fmlab.data.imbalance import long_tailed_split
 from fmlab.errors import FmlabError
-from fmlab.techniques.augment import cutout, normalize, normalizer, random_crop, random_flip, resize
-from fmlab.techniques.imbalance import long_tailed_split
 
-log = logging.getLogger(__name__)
-
-URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-ARCHIVE = "cifar-10-python.tar.gz"
-ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-FOLDER = "cifar-10-batches-py"
-TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-# md5 sums of the official release (as torchvision checks them).
-OFFICIAL_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
 # Per-channel statistics of the CIFAR-10 training images.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 SAMPLING = ("uniform", "class_balanced")
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, lists and dicts, and refuses every other global: a data file
-    must never be able to run code."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data file")
-        return super().find_class(module, name)
-
-
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise FmlabError(
-            f"CIFAR-10 file {path} is missing. Delete the folder {path.parent} so that it is "
-            f"downloaded again, or extract {ARCHIVE} ({URL}) into {path.parent.parent}."
-        )
-    try:
-        with path.open("rb") as f:
-            entry = _ArrayUnpickler(f, encoding="bytes").load()
-        data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(entry[b"labels"], dtype=np.int64)
-    except Exception as err:
-        raise FmlabError(
-            f"CIFAR-10 file {path} is corrupt or truncated ({err}). Delete the folder "
-            f"{path.parent} so that it is downloaded again, or extract a fresh copy of {ARCHIVE} "
-            f"({URL}) into {path.parent.parent}."
-        ) from err
-    if len(data) != len(labels):
-        raise FmlabError(f"CIFAR-10 file {path} holds {len(data)} images but {len(labels)} labels")
-    return data, labels
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -93,7 +37,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     only on ``split_seed`` (0: no validation split). ``train_size`` keeps that many labelled
     training images, the same number per class, the first ones of that permutation (e.g. 1000 for
     a few-label transfer study; None: all). ``seed`` fixes the order of training batches.
-    ``imbalance_ratio`` makes the training set long-tailed (``fmlab.techniques.imbalance``; the
+    ``imbalance_ratio`` makes the training set long-tailed (``fmlab.data.imbalance``; the
     validation split is then class-balanced, the test set is untouched); ``sampling:
     class_balanced`` re-samples it so that every class is drawn equally often.
     """
@@ -163,29 +107,16 @@ class CIFAR10DataModule(L.LightningDataModule):
         if (self.folder / "batches.meta").is_file():
             return
         if not self.download:
-            raise FmlabError(self._missing_message("data.download=false"))
-        from torchvision.datasets.utils import download_and_extract_archive
-
-        try:
-            download_and_extract_archive(URL, self.folder.parent, filename=ARCHIVE, md5=ARCHIVE_MD5)
-        except Exception as err:
-            raise FmlabError(self._missing_message(f"the download failed: {err}")) from err
-
-    def _missing_message(self, why: str) -> str:
-        return (
-            f"CIFAR-10 is not in {self.folder} and {why}. Download {ARCHIVE} from {URL} and "
-            f"extract it into {self.folder.parent} (it unpacks to {FOLDER}/), or point "
-            "FMLAB_DATA_DIR (or paths.data_dir=...) at the folder that already holds "
-            f"{FOLDER}/."
-        )
+            raise FmlabError(missing_message(self.folder, "data.download=false"))
+        download(self.folder)
 
     def setup(self, stage: str | None = None) -> None:
         if self.test_set is not None:
             return
         if not self.folder.is_dir():
-            raise FmlabError(self._missing_message("it was not prepared"))
-        self.record = self._verify()
-        train = [_read_batch(self.folder / name) for name in TRAIN_FILES]
+            raise FmlabError(missing_message(self.folder, "it was not prepared"))
+        self.record = verify(self.folder)
+        train = [read_batch(self.folder / name) for name in TRAIN_FILES]
         images = torch.from_numpy(np.concatenate([x for x, _ in train]))  # (50000, 3, 32, 32)
         labels = torch.from_numpy(np.concatenate([y for _, y in train]))
         if not 0 <= self.val_size < len(images):
@@ -207,7 +138,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             train_idx = self._balanced_subset(train_idx, labels)
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
         self.val_set = TensorBatches(images[val_idx], labels[val_idx]) if self.has_val else None
-        test_x, test_y = _read_batch(self.folder / "test_batch")
+        test_x, test_y = read_batch(self.folder / "test_batch")
         self.test_set = TensorBatches(torch.from_numpy(test_x), torch.from_numpy(test_y))
         self.record.update(
             train_size=len(self.train_set), val_size=self.val_size, test_size=len(self.test_set)
@@ -230,33 +161,6 @@ class CIFAR10DataModule(L.LightningDataModule):
             [train_idx[labels[train_idx] == c][:per_class] for c in range(self.num_classes)]
         )
         return keep.sort().values  # not grouped by class
-
-    def _verify(self) -> dict:
-        """md5 of every file against the official release; a mismatch warns but does not stop:
-        re-encoded copies (such as the JPEG-derived one on the lab machines) are legitimate data,
-        they just must never be reported as the official set."""
-        sums = {
-            name: _md5(self.folder / name)
-            for name in OFFICIAL_MD5
-            if (self.folder / name).is_file()
-        }
-        mismatched = sorted(n for n, s in sums.items() if s != OFFICIAL_MD5[n])
-        fingerprint = hashlib.sha256("".join(f"{n}:{s};" for n, s in sorted(sums.items())).encode())
-        if mismatched:
-            log.warning(
-                "CIFAR-10 in %s is NOT the official release: md5 of %s differ from the official "
-                "sums. Training proceeds; the run record says official: false with this copy's "
-                "fingerprint, so its numbers are never mistaken for ones on the official data.",
-                self.folder,
-                ", ".join(mismatched),
-            )
-        return {
-            "name": "cifar10",
-            "folder": str(self.folder.resolve()),
-            "official": not mismatched,
-            "fingerprint": fingerprint.hexdigest()[:16],
-            "mismatched_files": mismatched,
-        }
 
     def _loader(
         self, dataset: TensorBatches, batch_size: int, shuffle: bool, balanced: bool = False

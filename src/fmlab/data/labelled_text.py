@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from fmlab.config.constraints import AT_LEAST_ONE, FRACTION
 from fmlab.data.batches import BatchIndices, BatchLoader, TrimmedBatches
+from fmlab.data.labelled_encoding import TRAINED, encode_examples, has_specials, labelled_tokenizer
 from fmlab.data.labelled_files import (
     FORMATS,
     Example,
@@ -26,20 +26,9 @@ from fmlab.data.labelled_files import (
     official_files,
     read_examples,
 )
-from fmlab.data.sequences import encode_with_specials, pad_right
-from fmlab.data.tokenizers import (
-    SPECIAL_TOKENS,
-    BPETokenizer,
-    CharTokenizer,
-    HFTokenizer,
-    WithSpecials,
-    WordPieceTokenizer,
-    base_kind,
-    tokenizer_from_dict,
-)
+from fmlab.data.labelled_splits import balanced_subset, random_split
+from fmlab.data.tokenizers import base_kind
 from fmlab.errors import FmlabError
-
-TRAINED = ("char", "bpe", "wordpiece")  # tokenizers trained on the training texts
 
 
 class LabelledTextDataModule(L.LightningDataModule):
@@ -142,7 +131,7 @@ class LabelledTextDataModule(L.LightningDataModule):
 
     @property
     def _has_specials(self) -> bool:
-        return hasattr(self.tokenizer, "special_ids")
+        return has_specials(self.tokenizer)
 
     @property
     def has_val(self) -> bool:
@@ -209,8 +198,11 @@ class LabelledTextDataModule(L.LightningDataModule):
         # masked-LM pre-training on the same texts does). Never from val or test texts.
         texts = [text for _, pair in splits["train"] for text in pair]
         if self.train_subset is not None:
-            splits["train"] = self._balanced_subset(splits["train"])
-        self.tokenizer = self._tokenizer(texts)
+            splits["train"] = balanced_subset(
+                splits["train"], self.classes, self.train_subset, self.split_seed
+            )
+        given = self._given.get("tokenizer")
+        self.tokenizer = labelled_tokenizer(self.tokenizer_name, self.vocab_size, texts, given)
         self.sets = {split: self._encode(ex) for split, ex in splits.items() if ex}
         official = official_files(list(self.files.values()))
         self.record = {
@@ -233,16 +225,7 @@ class LabelledTextDataModule(L.LightningDataModule):
             splits = {s: self._read_file(file, f"data.{s}_file") for s, file in self.files.items()}
         else:
             examples = self._read_file(self.path, "data.path")
-            g = torch.Generator().manual_seed(self.split_seed)
-            order = torch.randperm(len(examples), generator=g).tolist()
-            n_val = int(len(examples) * self.val_fraction)
-            n_test = int(len(examples) * self.test_fraction)
-            parts = {
-                "val": order[:n_val],
-                "test": order[n_val : n_val + n_test],
-                "train": order[n_val + n_test :],
-            }
-            splits = {s: [examples[i] for i in idx] for s, idx in parts.items()}
+            splits = random_split(examples, self.val_fraction, self.test_fraction, self.split_seed)
         if len({len(pair) for examples in splits.values() for _, pair in examples}) > 1:
             raise FmlabError(
                 f"the files of {self._name} hold different numbers of text columns; name the "
@@ -256,51 +239,9 @@ class LabelledTextDataModule(L.LightningDataModule):
             path, key, self.format, columns, label, self.encoding, self.encoding_errors
         )
 
-    def _balanced_subset(self, examples: list[Example]) -> list[Example]:
-        """``train_subset`` examples, ``train_subset // classes`` of each class (the remainder one
-        more each to the first classes), drawn at random by ``split_seed``, in file order."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        labels = torch.tensor([index[label] for label, _ in examples])
-        per_class, extra = divmod(self.train_subset, len(self.classes))
-        g = torch.Generator().manual_seed(self.split_seed)
-        keep = []
-        for c, name in enumerate(self.classes):
-            want, have = per_class + (c < extra), (labels == c).nonzero().flatten()
-            if want > len(have):
-                raise FmlabError(
-                    f"data.train_subset={self.train_subset} cannot be drawn class-balanced: class "
-                    f"{name!r} has {len(have)} training examples and needs {want}. Pick at most "
-                    f"{int(torch.bincount(labels).min()) * len(self.classes)}, or null for all."
-                )
-            keep.append(have[torch.randperm(len(have), generator=g)[:want]])
-        return [examples[i] for i in torch.cat(keep).sort().values.tolist()]
-
-    def _tokenizer(self, texts: list[str]):
-        if self._given.get("tokenizer"):
-            return tokenizer_from_dict(self._given["tokenizer"])
-        if self.tokenizer_name.startswith("hf:"):
-            return HFTokenizer.load(self.tokenizer_name[3:])
-        if self.tokenizer_name == "char":  # data.vocab_size does not apply: one id per character
-            return WithSpecials(CharTokenizer.train("".join(texts)))
-        if self.tokenizer_name == "bpe":  # vocab_size counts the special tokens, as WordPiece's
-            return WithSpecials(BPETokenizer.train(texts, self.vocab_size - len(SPECIAL_TOKENS)))
-        return WordPieceTokenizer.train(texts, self.vocab_size)
-
     def _encode(self, examples: list[Example]) -> TrimmedBatches:
-        texts = [[pair[i] for _, pair in examples] for i in range(len(examples[0][1]))]
-        if self._has_specials:
-            ids, lengths = encode_with_specials(self.tokenizer, texts, self.max_length)
-        elif len(texts) > 1:
-            raise FmlabError(
-                f"data.tokenizer={self.tokenizer_name} has no [SEP] of fmlab's to join a "
-                "sentence pair: use data.tokenizer=char, bpe or wordpiece."
-            )
-        else:  # hf, or plain char from older checkpoints: the text alone, an id past them pads
-            encoded = self.tokenizer.encode_batch(texts[0])
-            ids, lengths = pad_right(encoded, self.max_length, pad=self.tokenizer.vocab_size)
-        index = {c: i for i, c in enumerate(self.classes)}
-        labels = torch.tensor([index[label] for label, _ in examples])
-        return TrimmedBatches(ids, lengths, labels)
+        name, classes = self.tokenizer_name, self.classes
+        return encode_examples(self.tokenizer, name, examples, classes, self.max_length)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.sets[split]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import fmlab
 from fmlab.data import shards
-from fmlab.data.sources import Source, fingerprint, open_source
+from fmlab.data.source_formats import fingerprint, open_source
+from fmlab.data.sources import Source
 from fmlab.data.tokenizers import BPETokenizer, CharTokenizer, HFTokenizer, tokenizer_from_dict
 from fmlab.errors import FmlabError
 from fmlab.run.cache import _locked

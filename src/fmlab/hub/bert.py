@@ -115,38 +115,6 @@ def to_bert(net: Bert, labels: list[str] | None = None):
     return model.eval()
 
 
-def load_bert(checkpoint: dict) -> tuple[Bert, object, list[str] | None]:
-    """(net, tokenizer, labels) of an fmlab-train checkpoint of a Bert: labels are the classes of
-    a classification run, None for masked-LM pre-training. The sizes are read off the weights,
-    so any data the net was trained on will do."""
-    from types import SimpleNamespace
-
-    from omegaconf import OmegaConf
-
-    from fmlab.commands.train import build_net
-    from fmlab.data.tokenizers import tokenizer_from_dict
-    from fmlab.techniques.lora import apply_lora, lora_settings
-
-    config = checkpoint["hyper_parameters"]["config"]
-    state = next(v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v)
-    tokenizer = tokenizer_from_dict(state["tokenizer"])
-    weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    special = getattr(tokenizer, "special_ids", None)
-    net_args = {
-        "vocab_size": len(weights["tok_emb.weight"]),
-        "max_length": len(weights["pos_emb.weight"]),
-        "num_classes": len(weights["classifier.weight"]),
-        # As the data padded: with [PAD] where the tokenizer has one, else with an id past it.
-        "pad_id": special["pad"] if special else tokenizer.vocab_size,
-    }
-    net = build_net(OmegaConf.create(config["model"]), SimpleNamespace(net_args=net_args))
-    if lora := lora_settings(config.get("task")):  # adapters in place, as the task trained them
-        apply_lora(net, **lora)
-    net.load_state_dict(weights)
-    masked_lm = config["task"]["_target_"].endswith("MaskedLM")
-    return net.eval(), tokenizer, None if masked_lm else list(state["classes"])
-
-
 def save_wordpiece(tokenizer, out) -> None:
     """fmlab's WordPiece as a ``BertTokenizerFast``: its own ``tokenizer.json`` with BERT's
     ``[CLS] a [SEP] b [SEP]`` template added (fmlab's data adds them itself), so

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -25,6 +24,7 @@ from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.run import cache
 from fmlab.run.checkpoints import load_checkpoint
+from fmlab.techniques.rebuild import rebuild_net
 from hydra_plugins.fmlab_optuna_sweeper import trials
 
 log = logging.getLogger(__name__)
@@ -99,17 +99,11 @@ def sha256(path: Path) -> str:
 
 def load_classifier(path: str | Path) -> tuple[ClassifierFeatures, dict]:
     """A fmlab classification checkpoint as features, rebuilt from its own run config."""
-    from fmlab.commands.train import (
-        build_net,  # the checkpoint's net, built as fmlab-train built it
-    )
-
     path = Path(path).expanduser()
     checkpoint = load_checkpoint(path, key="task.fid_features")  # plain data, or refused by name
     config = checkpoint["hyper_parameters"]["config"]
     cfg = OmegaConf.create(config)
-    net = build_net(cfg.model, instantiate(cfg.data))
-    state = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
+    net = rebuild_net(checkpoint, key="task.fid_features")
     features = ClassifierFeatures(net, cfg.data.mean, cfg.data.std)
     info = {
         "kind": "classifier",

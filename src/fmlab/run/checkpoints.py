@@ -12,6 +12,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from fmlab.errors import FmlabError
 from fmlab.run.files import write_atomic
+from fmlab.run.moved import current
 
 
 class CorruptCheckpoint(FmlabError):
@@ -49,6 +50,9 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path", needs_config: bool
         raise FmlabError(
             f"{key}={str(path)!r} holds no fmlab run config; it was not written by fmlab-train."
         )
+    if "config" in checkpoint.get("hyper_parameters", {}):  # as fmlab names its modules now
+        hp = checkpoint["hyper_parameters"]
+        hp["config"] = current(hp["config"])
     return checkpoint
 
 

@@ -6,7 +6,6 @@ checkpoint (``checkpoints/*.ckpt``, or the ``hpc_ckpt_*.ckpt`` Lightning saves o
 pre-emption signal) and the W&B run id.
 """
 
-import json
 import logging
 import re
 import uuid
@@ -16,65 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from fmlab.errors import FmlabError
+from fmlab.run import identity
 from fmlab.run.checkpoints import CorruptCheckpoint, load_checkpoint
 from fmlab.run.files import DiskFull, size
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "never", "must")
-# Config keys that say where a run lives and how it is watched, not what it computes.
-VOLATILE = (
-    "paths",
-    "data.data_dir",
-    "data.cache_dir",  # caches of derived files: rebuilt or shared, never part of the result
-    "task.feature_cache_dir",
-    "task.fid_cache_dir",
-    "trainer.default_root_dir",
-    "run_id",
-    "resume",
-    "ckpt_path",
-    "logger",
-    "tags",
-    "run_name",
-    "test",
-)
-# Keys that may also change when a run continues: how long it trains and on what hardware.
-CONTINUABLE = (
-    *VOLATILE,
-    "trainer.max_epochs",
-    "trainer.max_steps",
-    "trainer.max_time",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.num_nodes",
-    "trainer.strategy",
-    "callbacks",
-    "optimized_metric",
-    "data.num_workers",
-    "data.pin_memory",
-    "data.eval_batch_size",
-)
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_changes(saved: dict, now: dict, allowed: tuple[str, ...]) -> list[str]:
-    """``key: saved -> now`` for every difference outside ``allowed`` keys and their children."""
-    a, b = _flat(saved), _flat(now)
-    keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
-    return [
-        f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
-        for k in keys
-        if not any(k == p or k.startswith(p + ".") for p in allowed)
-    ]
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -90,20 +37,6 @@ def check_options(cfg: DictConfig) -> None:
             "the run folder's newest checkpoint if there is one), resume=never (refuse to touch "
             "a folder that has checkpoints) or resume=must (fail if there is none)."
         )
-
-
-def finished_record(run_dir: Path, config: dict) -> dict | None:
-    """The run's results.json if it completed with this same config, else None."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("status") != "complete":
-        return None
-    return None if config_changes(record.get("config", {}), config, VOLATILE) else record
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -163,7 +96,8 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, config: dict) -> str | 
         except CorruptCheckpoint as err:  # e.g. written by an older fmlab without atomic saves
             log.warning("Skipping a checkpoint that cannot be read: %s", err)
             continue
-        changes = config_changes(checkpoint["hyper_parameters"]["config"], config, CONTINUABLE)
+        config_was = checkpoint["hyper_parameters"]["config"]
+        changes = identity.changes(config_was, config, identity.CONTINUABLE)
         if changes:
             raise FmlabError(
                 f"run folder {run_dir} holds a run with another config ({'; '.join(changes[:6])}"

@@ -6,7 +6,6 @@ sweep skip a job whose results.json is complete.
 """
 
 import fcntl
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from fmlab.config.resolvers import cpu_count, in_multirun, visible_gpus
 from fmlab.errors import FmlabError
+from fmlab.run import identity
 
 log = logging.getLogger(__name__)
 COMMAND = list(sys.argv)  # as typed; a DDP job under -m replaces sys.argv with its own command
@@ -203,37 +203,11 @@ def _share_machine(n_jobs: int, slots: Path) -> None:
 
 def finished_record(cfg: DictConfig) -> dict | None:
     """With resume_sweep=true: this job's finished results.json (complete, or pruned by an Optuna
-    search), if its config is this job's."""
+    search), if it is this same job (fmlab.run.identity); a changed job is refused."""
     if not cfg.get("resume_sweep"):
         return None
-    path = Path(cfg.paths.output_dir) / "results.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # never finished (or its record was torn): run it
-    if record.get("status") not in ("complete", "pruned"):
-        return None
-    new, old = _comparable(OmegaConf.to_container(cfg, resolve=True)), _comparable(record["config"])
-    if new != old:
-        changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
-        raise FmlabError(
-            f"{path} holds a finished job whose config differs from this job's in {changed}: the "
-            "sweep changed since it ran. Resume with the same overrides, or start a new sweep_id."
-        )
-    log.info("Skipping: %s is complete (resume_sweep=true)", path)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    record = identity.finished(Path(cfg.paths.output_dir), config, refuse_changed=True)
+    if record is not None:
+        log.info("Skipping: %s is finished (resume_sweep=true)", cfg.paths.output_dir)
     return record
-
-
-def _comparable(config: dict) -> dict:
-    """Config flattened to dotted keys, without the keys that only say how to run it."""
-    flat = {}
-
-    def walk(node, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(config, "")
-    return {k: v for k, v in flat.items() if k != "resume_sweep"}

@@ -2,9 +2,7 @@
 ``fmlab-train -m`` (so through whatever Hydra launcher the user names), one sweep per row into
 fixed folders: <out>/runs/<row id>/seed_<seed>."""
 
-import json
 import logging
-import re
 import shlex
 import shutil
 import subprocess
@@ -15,9 +13,9 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
 from fmlab.errors import FmlabError
+from fmlab.run import identity
 from fmlab.tables.runs import load_job
 from fmlab.tables.spec import Row, TableSpec
 
@@ -31,30 +29,6 @@ class Job:
     folder: Path
     overrides: list[str]  # the fmlab-train overrides that make this job
     state: str  # "complete", "missing", "stale", or why the job has no complete record
-
-
-def identity(overrides: list[str]) -> list[str]:
-    """What makes a job's result: its overrides, less where things are kept (Hydra's own
-    settings, launchers included, and paths.*: the same data in another folder is the same run),
-    each as key and parsed value. A multirun records the values as it parsed them (``True`` for
-    ``true``, ``0.001`` for ``1e-3``) and with Hydra's escapes (``seed_$\\{seed\\}``): both
-    sides are compared parsed and without escapes."""
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra", "paths."))]
-    parser = OverridesParser.create()
-    return sorted(_canonical(o, parser) for o in kept)
-
-
-def _canonical(override: str, parser: OverridesParser) -> str:
-    def unescape(text: str) -> str:
-        return re.sub(r"\\(.)", r"\1", text)
-
-    try:
-        parsed = parser.parse_overrides([override])[0]
-    except HydraException:  # compared as written
-        return unescape(override)
-    value = parsed.value()
-    value = unescape(value) if isinstance(value, str) else value
-    return f"{parsed.get_key_element()}={json.dumps(value, sort_keys=True, default=str)}"
 
 
 def check_passthrough(overrides: list[str]) -> None:
@@ -78,9 +52,7 @@ def job_state(folder: Path, overrides: list[str]) -> str:
     run = load_job(folder)
     if not run.complete:
         return run.status
-    recorded = folder / ".hydra" / "overrides.yaml"
-    made_with = list(OmegaConf.load(recorded)) if recorded.is_file() else []
-    return "complete" if identity(made_with) == identity(overrides) else "stale"
+    return "complete" if identity.same_job(folder, overrides) else "stale"
 
 
 def row_overrides(row: Row, runs_dir: Path) -> list[str]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from fmlab.errors import FmlabError
 from fmlab.run.checkpoints import load_checkpoint
+from fmlab.run.identity import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def init_from_checkpoint(net: nn.Module, path: str, checkpoint: dict | None = No
     net.load_state_dict({k: theirs[k] for k in loaded}, strict=False)
     report = {
         "from": str(file.resolve()),
+        "sha256": file_sha256(file),  # a table row is stale once this file is made again
         "loaded": len(loaded),
         "of": len(ours),
         "shape_differs": reshaped,  # kept freshly initialised, e.g. a head for other classes

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmlab.data.tokenizers import EOT
+from fmlab.data.tokenizers.char import EOT
 from fmlab.errors import FmlabError
 
 # tiktoken_ext/openai_public.py: GPT-2's pre-tokenisation pattern and its one special token.
