@@ -278,6 +278,21 @@ def shakespeare(tmp_path) -> Path:
     return tmp_path
 
 
+def nanogpt_char_folder(folder: Path, text: str):
+    """What nanoGPT's data/shakespeare_char/prepare.py writes: uint16 ids, 90/10, meta.pkl."""
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    n = int(len(ids) * 0.9)
+    folder.mkdir(parents=True)
+    ids[:n].tofile(folder / "train.bin")
+    ids[n:].tofile(folder / "val.bin")
+    itos = dict(enumerate(chars))
+    with open(folder / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": itos, "stoi": stoi}, f)
+    return ids, n
+
+
 def write_tiktoken_file(path: Path) -> Path:
     """The 256 bytes and a few merges, in tiktoken's format (base64 token, rank)."""
     tokens = [bytes([b]) for b in range(256)] + [b"th", b"the", b" the", b"\xe4\xb8"]

@@ -159,6 +159,24 @@ CASES = {
         lambda t, d, f: ["fmlab-train", f"paths.data_dir={d}", "optimized_metric=val/accuracy"],
         ["optimized_metric='val/accuracy' was not logged", "'val/acc'"],
     ),
+    "a metric on a validation split the run lacks": (
+        lambda t, d, f: [
+            "fmlab-train",
+            f"paths.data_dir={d}",
+            "data.val_size=0",
+            "optimized_metric=val/acc",
+        ],
+        ["optimized_metric='val/acc': this run has no validation split", "data.val_size=5000"],
+    ),
+    "a test metric of a run that does not test": (
+        lambda t, d, f: [
+            "fmlab-train",
+            f"paths.data_dir={d}",
+            "test=false",
+            "optimized_metric=test/acc",
+        ],
+        ["with test=false this run never logs test/acc", "Optimise val/acc"],
+    ),
     "resuming a run with another config": (
         lambda t, d, f: [
             "fmlab-train",

@@ -55,3 +55,12 @@ def test_startup_imports_neither_torch_nor_lightning(args, tmp_path):
         "--info": "Config search",
     }
     assert expected.get(args[0], "adamw") in result["out"]
+
+
+def test_a_sweep_with_cfg_is_one_line_and_exit_2(tmp_path):
+    """Hydra takes -m and --cfg together for a ValueError with its traceback; fmlab says so."""
+    command = [sys.executable, "-c", "from fmlab.cli import train; train()", "-m", "--cfg", "job"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "fmlab-train: error: Only one of --run, --multirun" in proc.stderr
+    assert "without -m" in proc.stderr

@@ -98,6 +98,14 @@ def test_reproduce_launches_the_runs_then_nothing(synthetic_data, tmp_path):
     assert [p.stat().st_mtime_ns for p in records[:3]] == stamps[:3]
     assert records[3].is_file() and (out / "table.md").read_text().count("| 2 |") == 2
 
+    # Other overrides without launching: no run counts, and the table with numbers is kept.
+    kept = (out / "table.md").read_bytes()
+    fourth = reproduce(
+        spec, out, synthetic_data, "trainer.max_epochs=2", "launch=false", check=False
+    )
+    assert fourth.returncode == 1 and "which has numbers, is kept" in fourth.stderr
+    assert (out / "table.md").read_bytes() == kept
+
 
 def test_a_gpu_table_is_refused_on_a_cpu(tmp_path):
     if torch.cuda.is_available():
@@ -194,9 +202,11 @@ def test_reproduce_refuses_flags(tmp_path):
 def test_launch_false_writes_the_table_of_what_exists(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(TINY_SPEC))
-    proc = reproduce(spec, tmp_path / "tiny", tmp_path, "launch=false")
+    proc = reproduce(spec, tmp_path / "tiny", tmp_path, "launch=false", "trainer.max_epochs=3")
     assert "launch=false: 4 of 4 runs are not complete." in proc.stderr
     table = (tmp_path / "tiny" / "table.md").read_text()
+    # What it was made with, less where things are kept (paths.data_dir): a shortened table says so.
+    assert "Made with the fmlab-train overrides: trainer.max_epochs=3." in table
     assert "| lr 0.05 | 50 | — ‡ | 0 | — | not run |" in table
     assert "‡ Fewer seeds than asked: lr 0.05 (0 of 2); lr 0.0001 (0 of 2)." in table
     assert not (tmp_path / "tiny" / "runs").exists()

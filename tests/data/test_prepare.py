@@ -269,6 +269,7 @@ def test_fmlab_prepare_prints_the_store_and_its_summary(tmp_path):
     folder, train, val, speed = proc.stdout.strip().splitlines()
     assert (Path(folder) / "manifest.json").is_file()
     assert train.startswith("train: 4,500 tokens") and val.startswith("val: 500 tokens")
+    assert "documents" not in train  # one text, split by characters: none to count
     assert "MB/s" in speed
 
 

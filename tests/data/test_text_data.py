@@ -205,3 +205,13 @@ def test_offline_missing_corpus_is_one_clear_error(tmp_path):
     message = errors[0]
     assert "wikitext-2-raw-v1.zip" in message and str(tmp_path / "empty") in message
     assert "wiki.train.raw" in message
+
+
+def test_a_typo_in_a_corpus_path_says_no_file_is_there(tmp_path):
+    from fmlab.data.prepare import PrepareSpec, ensure_store
+
+    spec = PrepareSpec.from_config(
+        {"data_dir": str(tmp_path), "corpus": str(tmp_path / "hml.txt"), "tokenizer": "char"}
+    )
+    with pytest.raises(FmlabError, match=r"data.corpus='.*hml.txt': no file or folder is there"):
+        ensure_store(spec)

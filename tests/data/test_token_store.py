@@ -2,33 +2,17 @@
 windows each DDP rank draws, an exact resume, and the evaluation subset."""
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import nanogpt_char_folder, run_cli
 
 from fmlab.data.store import Tokens, open_store
 from fmlab.data.text import TextDataModule
 from fmlab.data.windows import RandomWindows, WindowLoader
 from fmlab.errors import FmlabError
-
-
-def nanogpt_char_folder(folder, text: str):
-    """What nanoGPT's data/shakespeare_char/prepare.py writes: uint16 ids, 90/10, meta.pkl."""
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-    n = int(len(ids) * 0.9)
-    folder.mkdir(parents=True)
-    ids[:n].tofile(folder / "train.bin")
-    ids[n:].tofile(folder / "val.bin")
-    itos = dict(enumerate(chars))
-    with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": len(chars), "itos": itos, "stoi": stoi}, f)
-    return ids, n
 
 
 def test_a_nanogpt_char_folder_reads_as_a_store(tmp_path):

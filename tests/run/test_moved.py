@@ -79,6 +79,8 @@ def test_the_old_checkpoint_evaluates_samples_and_exports(old_run):
         "fmlab-export", f"ckpt_path={ckpt}", "format=hf", f"out={out}",
         f"hydra.run.dir={root / 'export'}", cwd=root, env=ENV,
     )  # fmt: skip
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"], modes  # not 0600: shareable
     import transformers
 
     model = transformers.GPT2LMHeadModel.from_pretrained(out, local_files_only=True).eval()

@@ -79,6 +79,61 @@ def test_grid_writes_every_job_and_resume_skips_them(synthetic_data, tmp_path):
     assert records(sweep) == first
 
 
+def test_a_sweep_without_validation_resumes_past_its_finished_jobs(synthetic_data, tmp_path):
+    """seed_convnet has no validation split: fmlab-train keeps its last weights instead of the
+    best val/acc ones (monitor=None), which is derived at run time and so not part of what the
+    job is. A finished sweep run again with resume_sweep=true skips every job."""
+    args = [
+        "fmlab-train", "-m", "sweep=seeds", "sweep_id=seeds", "experiment=seed_convnet",
+        f"paths.data_dir={synthetic_data}",
+        "data.batch_size=40", "trainer.max_epochs=1", "logger=none",
+    ]  # fmt: skip
+    run_cli(*args, cwd=tmp_path)
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "seeds"
+    first = records(sweep)
+    assert list(first) == ["0", "1", "2"]
+    proc = run_cli(*args, "resume_sweep=true", cwd=tmp_path)
+    assert (proc.stdout + proc.stderr).count("Skipping:") == 3
+    assert records(sweep) == first
+
+
+def test_a_study_continued_without_a_sweep_id_keeps_its_trials_in_one_folder(
+    synthetic_data, tmp_path
+):
+    """Without sweep_id, a search's folder is named by its study (train_convnet), not by the time:
+    a second command that continues the study adds its trial beside the first ones."""
+    args = [
+        "fmlab-train", "-m", "hparams_search=convnet_optuna", "logger=none", *tiny(synthetic_data),
+    ]  # fmt: skip
+    run_cli(*args, "hydra.sweeper.n_trials=1", cwd=tmp_path)
+    run_cli(*args, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    (study,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    assert study.name == "train_convnet"
+    assert [r["optuna"]["trial"] for r in records(study).values()] == [0, 1]
+
+
+def test_a_search_whose_metric_no_trial_can_log_is_refused_before_training(
+    synthetic_data, tmp_path
+):
+    """seed_convnet has no validation split, and the search optimises val/acc: refused at once,
+    naming the fix, with no step trained."""
+    proc = run_cli(
+        "fmlab-train", "-m", "hparams_search=convnet_optuna", "experiment=seed_convnet",
+        "hydra.sweeper.n_trials=2", f"paths.data_dir={synthetic_data}", "logger=none",
+        "sweep_id=s", cwd=tmp_path, check=False,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output
+    assert "optimized_metric='val/acc': this run has no validation split" in output
+    assert "data.val_size=5000" in output
+    assert not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_the_default_metric_is_the_split_a_run_scores_last(compose_cfg):
+    assert compose_cfg("train", []).optimized_metric == "test/acc"
+    assert compose_cfg("train", ["test=false"]).optimized_metric == "val/acc"
+
+
 def test_optuna_search_returns_the_metric_and_resumes(synthetic_data, tmp_path):
     """Three trials of the convnet search, each a job with its record; the same command again
     continues the study from its storage (<sweep>/optuna.journal): all trials done, it runs none."""

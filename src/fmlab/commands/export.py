@@ -16,6 +16,7 @@ special tokens): with those, encode and decode by ``fmlab_tokenizer.json``.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -59,8 +60,11 @@ def export(cfg: DictConfig) -> Path:
         save_safetensors(state, out / "model.safetensors")
     else:
         net, tokenizer = rebuild_net(checkpoint), saved_tokenizer(checkpoint)
-        # The classes of a classifier, in the order of its outputs (a Bert fine-tuned on labels).
-        labels = (saved_state(checkpoint) or {}).get("classes") or None
+        # The classes of a classifier, in the order of its outputs (a Bert fine-tuned on labels);
+        # masked-LM pre-training on labelled text has classes in its data, and no classifier.
+        task = checkpoint["hyper_parameters"]["config"]["task"]["_target_"]
+        classifies = not task.endswith(("MaskedLM", "LanguageModel"))
+        labels = (saved_state(checkpoint) or {}).get("classes") if classifies else None
         if tokenizer is None and cfg.format == "hf":
             raise FmlabError(
                 f"format=hf writes language models with their tokenizer, and ckpt_path="
@@ -72,8 +76,19 @@ def export(cfg: DictConfig) -> Path:
             save_safetensors(net.state_dict(), out / "model.safetensors")
         else:
             save_hf(net, tokenizer, out, labels)
+    shared_as_made_here(out)
     log.info("Exported %s as %s: %s", path, cfg.format, out)
     return out
+
+
+def shared_as_made_here(out: Path) -> None:
+    """Every exported file with the mode a new file gets here: transformers writes its weights
+    through a private temporary file (0600), and a folder handed on is read by others."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in out.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def save_safetensors(state: dict, path: Path) -> None:

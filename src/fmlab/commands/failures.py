@@ -90,6 +90,15 @@ def cli(hydra_main: Callable, app: str):
     except FmlabError as err:  # raised outside a job, e.g. by the Optuna sweeper
         print(f"{app}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ValueError as err:  # Hydra's own check of its flags, e.g. -m with --cfg job
+        if not str(err).startswith("Only one of --run, --multirun"):
+            raise
+        print(
+            f"{app}: error: {err}. To see a job's config, run the command without -m (--cfg job "
+            "shows what one job composes).",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE) from None
     except OSError as err:  # Hydra writes .hydra/ and the log before the job: the disk is full
         if (full := files.disk_full(err, Path.cwd())) is None:
             raise

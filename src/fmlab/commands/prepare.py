@@ -28,7 +28,9 @@ def prepare_job(cfg) -> Path:
     print(folder)
     for split, info in manifest.get("splits", {}).items():
         print(f"{split}: {info['tokens']:,} tokens, {len(info['shards'])} shard(s)", end="")
-        print(f", {info['chars']:,} characters, {info['documents']:,} documents")
+        chars = f"{info['chars']:,} characters"
+        # One text split by characters (tiny-shakespeare) has no documents to count.
+        print(f", {chars}, {info['documents']:,} documents" if info["documents"] else f", {chars}")
     text = sum(s.get("bytes", 0) for s in manifest.get("splits", {}).values())
     print(f"{size(text)} of text in {seconds:.1f} s ({text / seconds / 1e6:.1f} MB/s)")
     return folder

@@ -9,6 +9,7 @@ Every other argument goes to ``fmlab-train -m`` as it is: `hydra/launcher=submit
 nothing and writes the same table.
 """
 
+import csv
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from fmlab.errors import FmlabError
+from fmlab.run import identity
 from fmlab.tables.cells import Cell, aggregate, best_means, difference
 from fmlab.tables.curves import plot_curves
 from fmlab.tables.launch import check_passthrough, launch_missing, plan
@@ -167,6 +169,23 @@ def csv_rows(spec: TableSpec, cells: list[Cell]) -> list[dict]:
     return rows
 
 
+def keep_numbers(out: Path, cells: list[Cell], jobs) -> None:
+    """A table with numbers is never replaced by one without: when no run of this call counts
+    (all stale or missing: other overrides than the table was made with), refuse and say why."""
+    if any(cell.n for cell in cells) or not (out / "table.csv").is_file():
+        return
+    with open(out / "table.csv", newline="") as f:
+        if not any(row.get("n") not in (None, "", "0") for row in csv.DictReader(f)):
+            return
+    states = sorted({j.state for j in jobs})
+    raise FmlabError(
+        f"none of the {len(jobs)} runs of this table counts with these overrides (they are "
+        f"{', '.join(states)}), so the table would have no numbers; {out / 'table.md'}, which "
+        "has numbers, is kept. Give the overrides it was made with (listed under it), or let "
+        "fmlab-reproduce launch the runs (without launch=false)."
+    )
+
+
 def reproduce(argv: list[str]) -> int:
     options, passthrough = parse_argv(argv)
     spec = load_spec(str(options["table"]))
@@ -189,6 +208,9 @@ def reproduce(argv: list[str]) -> int:
     runs = table_runs([j for j in jobs if j.row in spec.rows], out)  # pre-training not shown
     cells = [aggregate(r, spec.metric, spec.transform, len(spec.seeds)) for r in runs]
     grid = reproduction_grid(spec, cells)
+    if changed := identity.result_overrides(passthrough):  # made otherwise: said under it
+        grid.notes.append(f"Made with the fmlab-train overrides: {' '.join(changed)}.")
+    keep_numbers(out, cells, jobs)
     written = write_tables(out, grid, csv_rows(spec, cells))
     groups = [
         (row.name, [j.folder for j in jobs if j.row == row and j.state != "stale"])

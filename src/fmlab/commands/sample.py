@@ -48,10 +48,17 @@ def load_language_model(path: Path, device: str):
     checkpoint = load_checkpoint(path)
     config = checkpoint["hyper_parameters"]["config"]
     tokenizer = saved_tokenizer(checkpoint)
-    if tokenizer is None or "block_size" not in config["data"]:
+    if "block_size" not in config["data"]:
         raise FmlabError(
-            f"ckpt_path={str(path)!r} is not a language-model checkpoint (it holds no tokenizer); "
-            "pass one written by fmlab-train with a text data set."
+            f"ckpt_path={str(path)!r} is not a language-model checkpoint; pass one written by "
+            "fmlab-train with a text data set."
+        )
+    if tokenizer is None:
+        raise FmlabError(
+            f"ckpt_path={str(path)!r} is a language model trained on token ids alone and holds no "
+            "tokenizer (a nanoGPT folder without meta.pkl), so no prompt can be read nor text "
+            "written. Export its weights (fmlab-export format=safetensors), or train on the text "
+            "itself with data.tokenizer=tiktoken (GPT-2's)."
         )
     net = rebuild_net(checkpoint)
     return net.to(device), tokenizer, config["data"]["block_size"]

@@ -44,6 +44,36 @@ def callback(conf: DictConfig, validated: bool):
     return instantiate(conf)
 
 
+def config_metric(cfg: DictConfig) -> list[str]:
+    names = cfg.get("optimized_metric")
+    return [] if names is None else [names] if isinstance(names, str) else list(names)
+
+
+def refuse_unscorable(cfg: DictConfig, validates: bool, has_test: bool) -> None:
+    """What this run cannot score is refused before the first step (otherwise the run, or every
+    trial of a search, would train to its end and then fail): a test split the data lacks, and a
+    metric to optimise on a split the run never scores."""
+    if cfg.get("test") and not has_test:
+        raise FmlabError(
+            "test=true, but this data has no test split. Set test=false (validation then scores "
+            "the run), or give the data one (data.test_file=... for labelled text, "
+            "data.test_fraction=0.1 for a corpus)."
+        )
+    for name in config_metric(cfg):
+        split, _, metric = name.partition("/")
+        if split == "val" and not validates:
+            raise FmlabError(
+                f"optimized_metric={name!r}: this run has no validation split, so it never logs "
+                f"{name}. Give the data one (data.val_size=5000 for CIFAR-10, data.val_fraction="
+                "0.1 for a text corpus) or optimise a metric the run logs."
+            )
+        if split == "test" and not cfg.get("test"):
+            raise FmlabError(
+                f"optimized_metric={name!r}: with test=false this run never logs {name}. "
+                f"Optimise val/{metric}, or set test=true."
+            )
+
+
 def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -58,6 +88,7 @@ def train(cfg: DictConfig) -> dict:
     # init_from loads into the net before the task wraps it: LoRA adapts the net it starts from.
     net, transfer = base_net(cfg, datamodule.net_args, source)
     datamodule, task = build(cfg, datamodule, net)
+    refuse_unscorable(cfg, datamodule.has_val, datamodule.has_test)
     config = OmegaConf.to_container(cfg, resolve=True)
     task.hparams["config"] = config  # plain dict: the checkpoint rebuilds its run (fmlab-eval)
     # What sized the net: every reader rebuilds it so (fmlab.techniques.rebuild), without the data.

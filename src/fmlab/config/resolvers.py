@@ -63,6 +63,12 @@ def first_set(*values):
     return next((v for v in values if v is not None), None)
 
 
+def scored(test: bool, metric: str) -> str:
+    """``${fmlab.scored:${test},acc}``: the metric on the split a run scores last: the test split
+    when it tests, else the validation split (``test=false``: val/acc)."""
+    return f"{'test' if test else 'val'}/{metric}"
+
+
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -128,6 +134,7 @@ for _name, _fn in {
     "tasks_per_node": tasks_per_node,
     "in_batches": in_batches,
     "first_set": first_set,
+    "scored": scored,
     "sweep_group": sweep_group,
     "timm_stat": timm_stat,
     "package_file": package_file,

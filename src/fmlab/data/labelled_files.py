@@ -124,8 +124,9 @@ def _missing(path: Path, key: str) -> str:
     )
     if path.parent.name == "sst2":
         message += (
-            f" For data=sst2, copy ../shared/data/sst2/{{train,dev}}.tsv (or GLUE's SST-2) into "
-            f"{path.parent}/ (paths.data_dir is $FMLAB_DATA_DIR, else ./data)."
+            " For data=sst2: download GLUE's SST-2 (https://dl.fbaipublicfiles.com/glue/data/"
+            f"SST-2.zip) and put its train.tsv and dev.tsv in {path.parent}/ (paths.data_dir is "
+            "$FMLAB_DATA_DIR, else ./data)."
         )
     return message
 

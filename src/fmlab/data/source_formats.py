@@ -36,6 +36,14 @@ def open_source(spec) -> Source:
             return OneText(corpus, files["all"], read, *fractions)
         return OwnSplits(corpus, files, read)
     path = Path(corpus).expanduser()
+    # A path, not a hub name ("org/name"): a typo in it is said as such, not as a dataset.
+    a_path = corpus.startswith(("/", ".", "~")) or corpus.count("/") > 1 or bool(path.suffix)
+    if a_path and not path.exists() and not _is_glob(corpus):
+        raise FmlabError(
+            f"data.corpus={corpus!r}: no file or folder is there ({path.absolute()}). Check the "
+            "path: a text file, a folder or glob of *.txt, *.jsonl or *.parquet files, a nanoGPT "
+            "data folder or one that Dataset.save_to_disk wrote."
+        )
     if is_saved_dataset(path) or ("/" in corpus and not path.exists() and not _is_glob(corpus)):
         return _hf(corpus, spec, fractions)
     if path.is_file() and _kind(path) == "txt":

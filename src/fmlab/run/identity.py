@@ -126,14 +126,18 @@ def upstream_changes(record: dict) -> list[str]:
     return []
 
 
+def result_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that change what a run computes: all but the ``VOLATILE`` keys."""
+    return [o for o in overrides if _kept(o.lstrip("+~").partition("=")[0], VOLATILE)]
+
+
 def override_identity(overrides: list[str]) -> list[str]:
     """What makes a job's result, read from its overrides: each as key and parsed value, less
     the ``VOLATILE`` keys. A multirun records the values as it parsed them (``True`` for ``true``,
     ``0.001`` for ``1e-3``) and with Hydra's escapes (``seed_$\\{seed\\}``): both sides are compared
     parsed and without escapes."""
-    kept = [o for o in overrides if _kept(o.lstrip("+~").partition("=")[0], VOLATILE)]
     parser = OverridesParser.create()
-    return sorted(_canonical(o, parser) for o in kept)
+    return sorted(_canonical(o, parser) for o in result_overrides(overrides))
 
 
 def _canonical(override: str, parser: OverridesParser) -> str:

@@ -25,7 +25,7 @@ def from_pretrained(auto_class, name_or_path: str, key: str, prefix: str = "", *
             "wrote (it holds config.json), or a Hugging Face hub id such as openai-community/gpt2."
         )
     try:
-        return auto_class.from_pretrained(
+        loaded = auto_class.from_pretrained(
             str(folder) if local else name_or_path,
             local_files_only=local or offline(),
             **kwargs,
@@ -50,3 +50,7 @@ def from_pretrained(auto_class, name_or_path: str, key: str, prefix: str = "", *
             f"`AutoModel.from_pretrained({name_or_path!r}).save_pretrained(DIR)` (and the same "
             f"for its tokenizer), copy DIR here and pass {key}={prefix}DIR."
         ) from None
+    # transformers hands a model back in eval mode, and Lightning (2.6) no longer puts a module in
+    # training mode when fit starts: without this, dropout would stay off for a whole fine-tune.
+    # Built as every nn.Module is built, the model trains until a loop says otherwise.
+    return loaded.train() if hasattr(loaded, "named_modules") else loaded
