@@ -315,3 +315,11 @@ def test_finished_run_checkpoints_load_as_plain_data(finished):
     for path in [*finished.rglob("*.ckpt"), record["checkpoints"]["last"]]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         assert checkpoint["hyper_parameters"]["config"]["model"]["_target_"] == "fmlab.nets.ConvNet"
+
+
+def test_a_run_refused_before_it_made_anything_leaves_no_folder(synthetic_data, tmp_path):
+    """Mistakes do not pile up as run folders that `ls -t logs/train/runs` would pick first."""
+    args = [f"paths.data_dir={synthetic_data}", "logger=none"]
+    proc = run_cli("fmlab-train", *args, "optimizer.lr=-0.1", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "optimizer.lr=-0.1 is out of range" in proc.stdout
+    assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == []

@@ -96,6 +96,7 @@ def test_eval_scores_the_validation_split_and_other_text(shortened_lm, tmp_path)
     scored = json.loads((tmp_path / "val" / "results.json").read_text())
     assert scored["split"] == "val"  # tiny-shakespeare has no test split: val, said so
     assert scored["metrics"]["val/loss"] == pytest.approx(record["metrics"]["val/loss"], rel=1e-5)
+    assert scored["data"]["store"] == record["data"]["store"]  # training's store, not a copy
 
     # Another text (unseen characters included) read with the checkpoint's tokenizer.
     other = write_text_corpus(tmp_path / "other.txt", chars=8_000, seed=7)

@@ -10,6 +10,7 @@ What is checked before a job builds anything is ``fmlab.config.checks``.
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -121,10 +122,10 @@ def job(run: Callable, cfg):
     except (FmlabError, OSError) as err:
         if (full := files.disk_full(err, Path(cfg.paths.output_dir))) is not None:
             _log_disk_full(full, cfg)
-        elif isinstance(err, FmlabError):
-            log.error("%s", err)
-        else:
+            raise SystemExit(1) from None
+        if not isinstance(err, FmlabError):
             raise
+        log.error("%s", err)
     except InstantiationException as err:
         if isinstance(err.__cause__, FmlabError):  # a constructor's own paragraph says it all
             log.error("%s", err.__cause__)
@@ -146,7 +147,17 @@ def job(run: Callable, cfg):
             "again (with its run_id) to continue from the newest checkpoint."
         )
         raise SystemExit(128 + 15) from None
+    _remove_if_nothing_made(Path(cfg.paths.output_dir), f"{cfg.get('task_name')}.log")
     raise SystemExit(1)
+
+
+def _remove_if_nothing_made(folder: Path, log_name: str) -> None:
+    """A job refused before it made anything leaves no run folder behind: six mistakes would
+    leave six folders, and the newest would not be the run a user looks for. Only a folder that
+    holds just what starting the job wrote (Hydra's .hydra/, the run lock, the log) goes."""
+    started = {".hydra", "run.lock", log_name}
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= started:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fmlab_error_in(err: BaseException) -> FmlabError | None:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fmlab.config import checks
 from fmlab.errors import FmlabError
-from fmlab.run import console, identity, resume, runlock  # noqa: F401 (console: quiet start)
+from fmlab.run import console, identity, resume, runlock, threads  # noqa: F401 (console: quiet start)
 from fmlab.run.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.run.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
 from fmlab.run.record import environment, write_json_atomic
@@ -65,12 +65,14 @@ def refuse_unscorable(cfg: DictConfig, validates: bool, has_test: bool) -> None:
             raise FmlabError(
                 f"optimized_metric={name!r}: this run has no validation split, so it never logs "
                 f"{name}. Give the data one (data.val_size=5000 for CIFAR-10, data.val_fraction="
-                "0.1 for a text corpus) or optimise a metric the run logs."
+                "0.1 for a text corpus), optimise a metric the run logs, or set "
+                "optimized_metric=null where no sweeper reads it."
             )
         if split == "test" and not cfg.get("test"):
             raise FmlabError(
                 f"optimized_metric={name!r}: with test=false this run never logs {name}. "
-                f"Optimise val/{metric}, or set test=true."
+                f"Optimise val/{metric}, set test=true, or optimized_metric=null where no "
+                "sweeper reads it."
             )
 
 
@@ -80,6 +82,7 @@ def train(cfg: DictConfig) -> dict:
     checks.check_given(cfg)
     checks.check_config(OmegaConf.to_container(cfg, resolve=True))
     resume.check_options(cfg)
+    torch_threads, sharing = threads.choose(cfg.get("torch_threads"))  # before anything computes
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, source, transfer = instantiate(cfg.data), None, None
@@ -117,6 +120,8 @@ def train(cfg: DictConfig) -> dict:
         StopOnNonFinite(),
         Preemption(output_dir / "checkpoints"),
     ]
+    if sharing:  # torch_threads=auto: the cores other processes leave, looked at as it trains
+        callbacks.append(sharing)
     if pruning := search.pruning(cfg, output_dir):  # a trial of an Optuna search: may be pruned
         callbacks.append(pruning)
     loggers = instantiate_loggers(cfg.get("logger"), wandb_id=resume.wandb_run_id(output_dir))
@@ -185,6 +190,8 @@ def train(cfg: DictConfig) -> dict:
             **throughput,
         },
         "environment": environment(),
+        # How many, and why: a shared machine slows a run.
+        "torch_threads": {**torch_threads, **(sharing.record() if sharing else {})},
         "output_dir": str(output_dir.resolve()),
         "config": config,
     }

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -74,17 +74,28 @@ def ensure_store(spec: PrepareSpec) -> Path:
         return given
     _check(spec)
     source = open_source(spec)
-    settings = store_settings(spec, source)
-    key = {"settings": settings, "fingerprint": fingerprint(source.files)}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    slug = "".join(c if c.isalnum() else "-" for c in Path(source.name).name)
-    kind = spec.tokenizer.partition(":")[0]  # hf:<path> names no folder: its hash is the digest's
-    folder = _cache_root(spec, source) / f"{slug}-{kind}-{digest}"
+    if spec.given_tokenizer is not None:
+        # A checkpoint's tokenizer (fmlab-eval) reads its own training corpus from the store that
+        # training made, when that store's tokenizer is this one: one store, not a second copy.
+        trained, _ = _store_folder(replace(spec, given_tokenizer=None), source)
+        made = (_read_json(trained / MANIFEST) or {}).get("tokenizer_sha256")
+        if made == _sha256_json(spec.given_tokenizer):
+            return trained
+    folder, key = _store_folder(spec, source)
     if not (folder / MANIFEST).is_file():
         with _locked(folder.parent / f"{folder.name}.lock", f"token store ({folder})"):
             if not (folder / MANIFEST).is_file():  # not built while this one waited
-                _build(spec, source, settings, key["fingerprint"], folder)
+                _build(spec, source, key["settings"], key["fingerprint"], folder)
     return folder
+
+
+def _store_folder(spec: PrepareSpec, source: Source) -> tuple[Path, dict]:
+    """The folder of the store for ``spec``, named by a hash of what defines its tokens."""
+    key = {"settings": store_settings(spec, source), "fingerprint": fingerprint(source.files)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() else "-" for c in Path(source.name).name)
+    kind = spec.tokenizer.partition(":")[0]  # hf:<path> names no folder: its hash is the digest's
+    return _cache_root(spec, source) / f"{slug}-{kind}-{digest}", key
 
 
 def store_settings(spec: PrepareSpec, source: Source) -> dict:

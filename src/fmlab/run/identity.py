@@ -48,6 +48,7 @@ CONTINUABLE = (
     "trainer.devices",
     "trainer.num_nodes",
     "trainer.strategy",
+    "torch_threads",
     "callbacks",
     "optimized_metric",
     "data.num_workers",

@@ -192,6 +192,8 @@ def _share_machine(n_jobs: int, slots: Path) -> None:
         if gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[_slot[0] % len(gpus)]
         torch.set_num_threads(max(1, cpu_count() // max(n_jobs, 1)))
+        # The share is the thread count of every job of this worker (fmlab.run.threads keeps it).
+        os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     log.info(
         "Parallel slot %d of %d: CUDA_VISIBLE_DEVICES=%s, %d torch threads",
         _slot[0],
