@@ -63,12 +63,14 @@ def took_threads(record: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3000, help="seed_convnet's training steps")
-    parser.add_argument("--big-steps", type=int, default=40, help="resnet20's training steps")
+    parser.add_argument("--big-steps", type=int, default=100, help="resnet20's training steps")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores; training steps/s of each run (the threads it took)")
     with tempfile.TemporaryDirectory(prefix="bench_threads_") as tmp:
-        for recipe, steps in (("seed_convnet", args.steps), ("resnet20_b128", args.big_steps)):
+        steps_of = {"seed_convnet": args.steps, "resnet20_b128": args.big_steps}
+        for recipe, steps in ((r, steps_of[r]) for r in args.recipes):
             for threads in ("auto", str(cores)):
                 alone = runs(recipe, steps, threads, 1, Path(tmp))[0]
                 pair = runs(recipe, steps, threads, 2, Path(tmp))
