@@ -8,6 +8,7 @@ import yaml
 
 from fmlab.errors import FmlabError
 from fmlab.run import identity
+from fmlab.run.files import file_sha256
 from fmlab.tables.launch import job_state
 
 CONFIG = {
@@ -57,7 +58,7 @@ def test_a_table_job_is_stale_once_the_checkpoint_it_started_from_is_made_again(
     source = tmp_path / "pretrain" / "last.ckpt"
     source.parent.mkdir()
     source.write_bytes(b"the first pre-training")
-    transfer = {"from": str(source), "sha256": identity.file_sha256(source)}
+    transfer = {"from": str(source), "sha256": file_sha256(source)}
     overrides = [f"init_from={source}", "seed=0", "logger=csv", "hydra.run.dir=x"]
     job = finished_run(tmp_path / "row" / "seed_0", overrides=overrides, transfer=transfer)
     asked = [f"init_from={source}", "seed=0"]  # where it is kept and how it is watched: no matter

@@ -59,17 +59,18 @@ def export(cfg: DictConfig) -> Path:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         save_safetensors(state, out / "model.safetensors")
     else:
-        net, tokenizer = rebuild_net(checkpoint), saved_tokenizer(checkpoint)
-        # The classes of a classifier, in the order of its outputs (a Bert fine-tuned on labels);
-        # masked-LM pre-training on labelled text has classes in its data, and no classifier.
-        task = checkpoint["hyper_parameters"]["config"]["task"]["_target_"]
-        classifies = not task.endswith(("MaskedLM", "LanguageModel"))
-        labels = (saved_state(checkpoint) or {}).get("classes") if classifies else None
+        tokenizer = saved_tokenizer(checkpoint)
         if tokenizer is None and cfg.format == "hf":
             raise FmlabError(
                 f"format=hf writes language models with their tokenizer, and ckpt_path="
                 f"{str(path)!r} holds none. Use format=safetensors for its plain weights."
             )
+        net = rebuild_net(checkpoint)
+        # The classes of a classifier, in the order of its outputs (a Bert fine-tuned on labels);
+        # masked-LM pre-training on labelled text has classes in its data, and no classifier.
+        task = checkpoint["hyper_parameters"]["config"]["task"]["_target_"]
+        classifies = not task.endswith(("MaskedLM", "LanguageModel"))
+        labels = (saved_state(checkpoint) or {}).get("classes") if classifies else None
         if cfg.merge_lora:
             merge_lora(net)
         if cfg.format == "safetensors":

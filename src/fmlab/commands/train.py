@@ -15,6 +15,7 @@ from fmlab.errors import FmlabError
 from fmlab.run import console, identity, resume, runlock, threads  # noqa: F401 (console: quiet start)
 from fmlab.run.callbacks import FinalValidation, Preemption, RandomState, StopOnNonFinite
 from fmlab.run.checkpoints import AtomicCheckpointIO, check_fits, load_checkpoint
+from fmlab.run.files import file_sha256
 from fmlab.run.record import environment, write_json_atomic
 from fmlab.run.tracking import closing_loggers, instantiate_loggers
 from fmlab.sweeps import search
@@ -44,8 +45,8 @@ def callback(conf: DictConfig, validated: bool):
     return instantiate(conf)
 
 
-def config_metric(cfg: DictConfig) -> list[str]:
-    names = cfg.get("optimized_metric")
+def metric_names(names) -> list[str]:
+    """``optimized_metric`` as a list: one name, several (a multi-objective search), or none."""
     return [] if names is None else [names] if isinstance(names, str) else list(names)
 
 
@@ -59,7 +60,7 @@ def refuse_unscorable(cfg: DictConfig, validates: bool, has_test: bool) -> None:
             "the run), or give the data one (data.test_file=... for labelled text, "
             "data.test_fraction=0.1 for a corpus)."
         )
-    for name in config_metric(cfg):
+    for name in metric_names(cfg.get("optimized_metric")):
         split, _, metric = name.partition("/")
         if split == "val" and not validates:
             raise FmlabError(
@@ -90,6 +91,8 @@ def train(cfg: DictConfig) -> dict:
         take_tokenizer(datamodule, source := read_init_from(cfg.init_from), cfg.init_from)
     # init_from loads into the net before the task wraps it: LoRA adapts the net it starts from.
     net, transfer = base_net(cfg, datamodule.net_args, source)
+    if transfer:  # the file's bytes: a table row is stale once it is made again (run.identity)
+        transfer["sha256"] = file_sha256(Path(transfer["from"]))
     datamodule, task = build(cfg, datamodule, net)
     refuse_unscorable(cfg, datamodule.has_val, datamodule.has_test)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -208,7 +211,7 @@ def optimized_value(record: dict) -> float | list[float] | None:
     if names is None:
         return None
     search.raise_if_pruned(record)
-    for name in [names] if isinstance(names, str) else names:
+    for name in metric_names(names):
         if name not in record["metrics"]:
             raise FmlabError(
                 f"optimized_metric={name!r} was not logged by this run; it logged "

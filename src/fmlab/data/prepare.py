@@ -74,14 +74,15 @@ def ensure_store(spec: PrepareSpec) -> Path:
         return given
     _check(spec)
     source = open_source(spec)
+    found = fingerprint(source.files)  # reads each file's ends: once, for either key below
     if spec.given_tokenizer is not None:
         # A checkpoint's tokenizer (fmlab-eval) reads its own training corpus from the store that
         # training made, when that store's tokenizer is this one: one store, not a second copy.
-        trained, _ = _store_folder(replace(spec, given_tokenizer=None), source)
+        trained, _ = _store_folder(replace(spec, given_tokenizer=None), source, found)
         made = (_read_json(trained / MANIFEST) or {}).get("tokenizer_sha256")
         if made == _sha256_json(spec.given_tokenizer):
             return trained
-    folder, key = _store_folder(spec, source)
+    folder, key = _store_folder(spec, source, found)
     if not (folder / MANIFEST).is_file():
         with _locked(folder.parent / f"{folder.name}.lock", f"token store ({folder})"):
             if not (folder / MANIFEST).is_file():  # not built while this one waited
@@ -89,9 +90,10 @@ def ensure_store(spec: PrepareSpec) -> Path:
     return folder
 
 
-def _store_folder(spec: PrepareSpec, source: Source) -> tuple[Path, dict]:
-    """The folder of the store for ``spec``, named by a hash of what defines its tokens."""
-    key = {"settings": store_settings(spec, source), "fingerprint": fingerprint(source.files)}
+def _store_folder(spec: PrepareSpec, source: Source, found: str) -> tuple[Path, dict]:
+    """The folder of the store for ``spec``, named by a hash of what defines its tokens (its
+    settings, and ``found``: the source's fingerprint)."""
+    key = {"settings": store_settings(spec, source), "fingerprint": found}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() else "-" for c in Path(source.name).name)
     kind = spec.tokenizer.partition(":")[0]  # hf:<path> names no folder: its hash is the digest's

@@ -24,6 +24,7 @@ from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
 from fmlab.run import cache
 from fmlab.run.checkpoints import load_checkpoint
+from fmlab.run.files import file_sha256
 from fmlab.techniques.rebuild import rebuild_net
 from hydra_plugins.fmlab_optuna_sweeper import trials
 
@@ -93,10 +94,6 @@ class InceptionFeatures(nn.Module):
         return self.inception((x * 255).round().to(torch.uint8))  # it expects uint8 pixels
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_classifier(path: str | Path) -> tuple[ClassifierFeatures, dict]:
     """A fmlab classification checkpoint as features, rebuilt from its own run config."""
     path = Path(path).expanduser()
@@ -108,7 +105,7 @@ def load_classifier(path: str | Path) -> tuple[ClassifierFeatures, dict]:
     info = {
         "kind": "classifier",
         "checkpoint": str(path.resolve()),
-        "sha256": sha256(path),
+        "sha256": file_sha256(path),
         "model": cfg.model._target_,
         "num_features": features.num_features,
         "trained_data": config["data"].get("data_dir"),
@@ -166,7 +163,7 @@ def build_features(
             )
         extractor = InceptionFeatures(inception_weights)  # refuses a missing or unusable file
         path = Path(inception_weights).expanduser().resolve()
-        info = {"kind": "inception", "weights": str(path), "sha256": sha256(path)}
+        info = {"kind": "inception", "weights": str(path), "sha256": file_sha256(path)}
         return extractor, "inception", {**info, "num_features": 2048}
     if features == "auto":
         record = getattr(datamodule, "record", {}) or {}

@@ -9,7 +9,6 @@ with one warning naming it, and built again.
 """
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fmlab.run.files import write_atomic
+from fmlab.run.files import file_sha256, write_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -69,7 +68,7 @@ def check(folder: Path) -> tuple[dict | None, str | None]:
                 f"{name} holds {path.stat().st_size:,} bytes, its manifest says "
                 f"{expected['bytes']:,}"
             )
-        if _sha256(path) != expected["sha256"]:
+        if file_sha256(path) != expected["sha256"]:
             return None, f"{name} differs from the checksum in its manifest"
     return manifest, None
 
@@ -87,15 +86,7 @@ def _locked(path: Path, what: str) -> Iterator[None]:
 
 def _describe(folder: Path) -> dict:
     return {
-        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()

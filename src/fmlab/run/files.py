@@ -8,6 +8,7 @@ from it.
 """
 
 import errno
+import hashlib
 import io
 import os
 import shutil
@@ -95,6 +96,15 @@ def _file_written(err: OSError) -> Path | None:
             if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
                 return Path(value.name)
     return None
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read a few MB at a time (a checkpoint may be GBs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def free_bytes(folder: Path) -> int:

@@ -7,7 +7,6 @@ and the checkpoint it started from (``init_from``): a run made from a checkpoint
 been made again is another run.
 """
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from fmlab.errors import FmlabError
+from fmlab.run.files import file_sha256
 from fmlab.run.moved import current
 
 # Config keys that say where a run lives and how it is watched, not what it computes.
@@ -99,7 +99,7 @@ def finished(run_dir: Path, config: dict, refuse_changed: bool = False) -> dict 
     record = read_record(run_dir)
     if record is None or record.get("status") not in FINISHED:
         return None
-    changed = changes(record.get("config", {}), config) + upstream_changes(record)
+    changed = changes(record.get("config", {}), config) or upstream_changes(record)
     if changed and refuse_changed:
         raise FmlabError(
             f"{Path(run_dir) / 'results.json'} holds a finished run that differs from this one "
@@ -107,11 +107,6 @@ def finished(run_dir: Path, config: dict, refuse_changed: bool = False) -> dict 
             "since it ran. Resume with the same overrides, or start a new sweep_id."
         )
     return None if changed else record
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def upstream_changes(record: dict) -> list[str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from torch import nn
 
+from fmlab.data.tokenizers import saved_state
 from fmlab.errors import FmlabError
 from fmlab.run.checkpoints import load_checkpoint
-from fmlab.run.identity import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,8 @@ def take_tokenizer(datamodule, checkpoint: dict, path: str) -> None:
     holds a tokenizer is taken (pre-trained on a corpus, fine-tuned on a labelled set)."""
     use = getattr(datamodule, "use_tokenizer", None)
     # net_tokenizer: a corpus's tokenizer as the net saw it (with BERT's special tokens).
-    states = [v for v in checkpoint.values() if isinstance(v, dict) and v.get("tokenizer")]
-    found = [v.get("net_tokenizer") or v["tokenizer"] for v in states]
-    if use is not None and found:
-        use(found[0], path)
+    if use is not None and (state := saved_state(checkpoint)):
+        use(state.get("net_tokenizer") or state["tokenizer"], path)
 
 
 def init_from_checkpoint(net: nn.Module, path: str, checkpoint: dict | None = None) -> dict:
@@ -93,7 +91,6 @@ def init_from_checkpoint(net: nn.Module, path: str, checkpoint: dict | None = No
     net.load_state_dict({k: theirs[k] for k in loaded}, strict=False)
     report = {
         "from": str(file.resolve()),
-        "sha256": file_sha256(file),  # a table row is stale once this file is made again
         "loaded": len(loaded),
         "of": len(ours),
         "shape_differs": reshaped,  # kept freshly initialised, e.g. a head for other classes
