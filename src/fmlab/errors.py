@@ -7,3 +7,8 @@ class FmlabError(Exception):
 
 class NonFiniteLoss(FmlabError):
     """The training loss became NaN or Inf (fmlab.run.callbacks.StopOnNonFinite)."""
+
+
+class UsageError(FmlabError):
+    """The command line, or a conf/ file it composes, is wrong: the run exits 2, as argparse does,
+    before it builds anything (fmlab.config.checks)."""

@@ -46,6 +46,28 @@ def wandb_runs(path: Path) -> list:
     return [r.run for r in wandb_records(path) if r.WhichOneof("record_type") == "run"]
 
 
+def test_the_optimizer_sweep_gives_each_job_its_options_own_keys(synthetic_data, tmp_path):
+    """The usage written in conf/sweep/optimizers.yaml, on a recipe whose optimizer has its own
+    values (resnet20_cifar10: SGD with He et al.'s decay): every job runs, and each optimizer
+    comes with its option file's keys, not the recipe's (AdamW got SGD's momentum and lr 0.1)."""
+    shrink = [*tiny(synthetic_data), "trainer.max_steps=1", "logger=none", "test=false"]
+    args = ["fmlab-train", "-m", "sweep=optimizers", "experiment=resnet20_cifar10", *shrink]
+    run_cli(*args, "sweep_id=opt", cwd=tmp_path)
+    jobs = records(tmp_path / "logs" / "train" / "multiruns" / "opt")
+    assert [r["status"] for r in jobs.values()] == ["complete", "complete"]
+    sgd, adamw = (r["config"]["optimizer"] for r in jobs.values())
+    for option, used in (("sgd", sgd), ("adamw", adamw)):
+        own = yaml.safe_load((Path(CONF_DIR) / "optimizer" / f"{option}.yaml").read_text())
+        assert used == own, option
+
+    # A mistake in the last job is found before the first job trains.
+    proc = run_cli(*args, "sweep_id=bad", "++optimizer.momentum=0.5", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "job 1 of 2 (optimizer=adamw" in proc.stderr
+    assert "optimizer.momentum is not an argument of AdamW" in proc.stderr
+    assert not (tmp_path / "logs" / "train" / "multiruns" / "bad").exists()
+
+
 @pytest.mark.slow  # many fmlab-train runs: .ci/run runs it after `make test`
 def test_grid_writes_every_job_and_resume_skips_them(synthetic_data, tmp_path):
     """sweep=augmentation is a 4-job grid; each job is its own W&B run in the sweep's group; the

@@ -24,7 +24,7 @@ from hydra.errors import (
 from omegaconf.errors import OmegaConfBaseException
 
 from fmlab.config.checks import did_you_mean
-from fmlab.errors import FmlabError
+from fmlab.errors import FmlabError, UsageError
 from fmlab.run import files
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,9 @@ def cli(hydra_main: Callable, app: str):
     except (ConfigCompositionException, OverrideParseException) as err:
         print(f"{app}: error: {explain(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
-    except FmlabError as err:  # raised outside a job, e.g. by the Optuna sweeper
+    except FmlabError as err:  # raised outside a job: a sweep's check of its jobs, the sweeper
         print(f"{app}: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(EXIT_USAGE if isinstance(err, UsageError) else 1) from None
     except ValueError as err:  # Hydra's own check of its flags, e.g. -m with --cfg job
         if not str(err).startswith("Only one of --run, --multirun"):
             raise
@@ -112,7 +112,7 @@ def cli(hydra_main: Callable, app: str):
 
 
 def job(run: Callable, cfg):
-    """Run the job; a user error is logged as one paragraph and exits 1."""
+    """Run the job; a user error is logged as one paragraph and exits 1 (2: a UsageError)."""
     from lightning.pytorch.utilities.exceptions import (
         SIGTERMException,
     )  # a job's import, not --help's
@@ -126,6 +126,9 @@ def job(run: Callable, cfg):
         if not isinstance(err, FmlabError):
             raise
         log.error("%s", err)
+        if isinstance(err, UsageError):
+            _remove_if_nothing_made(Path(cfg.paths.output_dir), f"{cfg.get('task_name')}.log")
+            raise SystemExit(EXIT_USAGE) from None
     except InstantiationException as err:
         if isinstance(err.__cause__, FmlabError):  # a constructor's own paragraph says it all
             log.error("%s", err.__cause__)

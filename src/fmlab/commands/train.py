@@ -80,8 +80,7 @@ def refuse_unscorable(cfg: DictConfig, validates: bool, has_test: bool) -> None:
 def train(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
-    checks.check_given(cfg)
-    checks.check_config(OmegaConf.to_container(cfg, resolve=True))
+    checks.check_job(cfg)
     resume.check_options(cfg)
     torch_threads, sharing = threads.choose(cfg.get("torch_threads"))  # before anything computes
     L.seed_everything(cfg.seed, workers=True)

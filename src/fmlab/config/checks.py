@@ -3,8 +3,8 @@
 Each group's keys are its target's constructor arguments, so the constructor's signature is the
 schema: ``check_config`` checks every ``_target_`` node (unknown keys, wrong types, values outside
 their declared range, arguments that do not go together: ``fmlab.config.constraints``);
-``check_given`` refuses the ``???`` a recipe leaves to the user. How a failure reaches the user is
-``fmlab.commands.failures``.
+``check_given`` refuses the ``???`` a recipe leaves to the user; ``check_job`` does both. Their
+errors are UsageError: exit 2. How a failure reaches the user is ``fmlab.commands.failures``.
 """
 
 import difflib
@@ -18,7 +18,7 @@ from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from fmlab.config import constraint_tables
-from fmlab.errors import FmlabError
+from fmlab.errors import UsageError
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -30,11 +30,18 @@ def check_given(cfg) -> None:
     """A value the config marks ``???`` (one only the user can give, e.g. the checkpoint a
     fine-tuning recipe starts from) must be given: OmegaConf would pass the string "???" on."""
     if missing := sorted(OmegaConf.missing_keys(cfg)):
-        raise FmlabError(
+        raise UsageError(
             f"{', '.join(missing)}: the config leaves {'it' if len(missing) == 1 else 'them'} "
             f"to you (???). Add {' '.join(f'{k}=<value>' for k in missing)} to the command; the "
             "comment beside the key in the recipe or config group says what it takes."
         )
+
+
+def check_job(cfg) -> None:
+    """What every fmlab-train job checks before it builds anything, and a sweep checks for every
+    one of its jobs before the first starts (fmlab.sweeps.checked)."""
+    check_given(cfg)
+    check_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 def check_config(config: dict, where: str = "") -> None:
@@ -53,7 +60,7 @@ def _check_node(node: dict, where: str) -> None:
     try:
         target = get_object(node["_target_"])
     except Exception as err:
-        raise FmlabError(
+        raise UsageError(
             f"{where}._target_={node['_target_']!r} cannot be imported ({err}). Check its "
             "spelling and that the package that provides it is installed."
         ) from None
@@ -71,7 +78,7 @@ def _check_node(node: dict, where: str) -> None:
         if key not in params:
             if takes_any:
                 continue
-            raise FmlabError(
+            raise UsageError(
                 f"{where}.{key} is not an argument of {name}.{did_you_mean(key, params)} Its "
                 f"arguments are: {', '.join(p for p in params if p not in ('self', 'args'))}. "
                 f"Remove {where}.{key} or correct its name."
@@ -80,7 +87,7 @@ def _check_node(node: dict, where: str) -> None:
         if not _accepts(hint, value, params[key].default):
             default = params[key].default
             example = "" if default in (None, params[key].empty) else f", e.g. {default!r}"
-            raise FmlabError(
+            raise UsageError(
                 f"{where}.{key}={value!r} has the wrong type: {name} takes {key} as "
                 f"{_type_name(hint)}. Write a value of that type{example}."
             )
@@ -93,7 +100,7 @@ def _check_range(full_key: str, value, name: str, limit) -> None:
         return
     key = full_key.rpartition(".")[2]
     each = "each of " if isinstance(value, list) else ""
-    raise FmlabError(
+    raise UsageError(
         f"{full_key}={value!r} is out of range: {name} takes {each}{key} {limit}. Change that "
         "value on the command line or in its conf/ file."
     )
@@ -108,7 +115,7 @@ def _check_relations(target, name: str, node: dict, params, where: str) -> None:
             holds = True
         if not holds:
             given = [f"{where}.{k}={v!r}" for k, v in zip(rule.keys, values, strict=True)]
-            raise FmlabError(
+            raise UsageError(
                 f"{', '.join(given[:-1])} and {given[-1]} do not go together for {name}: "
                 f"{rule.says}. Change one of them on the command line or in its conf/ file."
             )
