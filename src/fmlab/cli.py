@@ -6,6 +6,8 @@ job starts. `--help`, `--cfg job`, `--info` and every TAB of Hydra's shell compl
 and no further, so they answer at once.
 """
 
+import gc
+
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -55,21 +57,30 @@ def _export(cfg: DictConfig) -> None:
     failures.job(export, cfg)
 
 
+def _app(hydra_main, name: str):
+    try:
+        return failures.cli(hydra_main, name)
+    finally:
+        # The process ends next, and Python's last collection would walk every object torch and
+        # Lightning made (1.1 s of a run's exit, measured; 0.2 s frozen); nothing left needs it.
+        gc.freeze()
+
+
 def train() -> float | None:
-    return failures.cli(_train, "fmlab-train")
+    return _app(_train, "fmlab-train")
 
 
 def evaluate() -> None:
-    failures.cli(_evaluate, "fmlab-eval")
+    _app(_evaluate, "fmlab-eval")
 
 
 def sample() -> None:
-    failures.cli(_sample, "fmlab-sample")
+    _app(_sample, "fmlab-sample")
 
 
 def prepare() -> None:
-    failures.cli(_prepare, "fmlab-prepare")
+    _app(_prepare, "fmlab-prepare")
 
 
 def export() -> None:
-    failures.cli(_export, "fmlab-export")
+    _app(_export, "fmlab-export")

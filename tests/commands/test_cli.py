@@ -55,6 +55,9 @@ def test_startup_imports_neither_torch_nor_lightning(args, tmp_path):
         "--info": "Config search",
     }
     assert expected.get(args[0], "adamw") in result["out"]
+    if args[0] == "--help":  # its groups, not fmlab-reproduce's table specs (conf/table/)
+        groups = [line.partition(":")[0] for line in result["out"].splitlines() if ": " in line]
+        assert {"experiment", "optimizer", "sweep"} <= set(groups) and "table" not in groups
 
 
 def test_a_sweep_with_cfg_is_one_line_and_exit_2(tmp_path):

@@ -61,7 +61,7 @@ def test_checksum_mismatch_warns_and_is_recorded(synthetic_data, caplog):
     dm = CIFAR10DataModule(str(synthetic_data), val_size=0)
     with caplog.at_level(logging.WARNING):
         dm.setup()
-    warnings = [r for r in caplog.records if "NOT the official release" in r.getMessage()]
+    warnings = [r for r in caplog.records if "is not the official release" in r.getMessage()]
     assert len(warnings) == 1
     record = dm.record
     assert record["official"] is False and record["name"] == "cifar10"

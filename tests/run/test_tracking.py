@@ -1,12 +1,13 @@
 """Real offline W&B runs through fmlab's loggers, from the shipped conf/logger/wandb.yaml."""
 
+import logging
 from pathlib import Path
 
 import pytest
 import wandb
 from omegaconf import OmegaConf
 from wandb.errors import term
-from wandb_files import exit_codes
+from wandb_files import exit_codes, wandb_records
 
 from fmlab import CONF_DIR
 from fmlab.errors import FmlabError
@@ -33,12 +34,22 @@ def run_file(root: Path) -> Path:
     return path
 
 
-def test_a_run_starts_without_the_anonymous_setting_warning(wandb_logger, tmp_path, capfd):
-    with closing_loggers([wandb_logger]):
+def test_a_run_prints_one_line_of_its_own_and_gets_its_config(
+    wandb_logger, tmp_path, capfd, caplog
+):
+    """W&B's banner, warnings (the anonymous setting) and 25-line history are silenced, fmlab says
+    where the run is in one line, and the config that started wandb.init in the background is
+    the run's."""
+    with caplog.at_level(logging.INFO), closing_loggers([wandb_logger]):
+        wandb_logger.log_hyperparams({"seed": 7})  # fmlab-train's first call: W&B starts here
         wandb_logger.log_metrics({"train/loss": 1.0}, step=0)
     err = capfd.readouterr().err
-    assert "Tracking run with wandb" in err  # wandb's own terminal output is captured here
-    assert "anonymous" not in err
+    assert "wandb:" not in err and "anonymous" not in err, err
+    assert "W&B run written offline: upload it with `wandb sync " in caplog.text
+    records = wandb_records(run_file(tmp_path))
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = {item.key: item.value_json for run in runs for item in run.config.update}
+    assert config["seed"] == "7"
     assert exit_codes(run_file(tmp_path)) == [0]  # finished
 
 

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf
 
+import fmlab
 from fmlab.config import checks
 from fmlab.errors import FmlabError
 from fmlab.run import console, identity, resume, runlock, threads  # noqa: F401 (console: quiet start)
@@ -25,6 +26,9 @@ from fmlab.techniques.speed import NoProfiler
 from fmlab.techniques.transfer import read_init_from, take_tokenizer
 
 log = logging.getLogger(__name__)
+# Where the clock of this process's next job starts: the process's start for the first (its
+# imports are part of its cost), the end of the previous job for each later job of a sweep.
+_clock_from = fmlab.STARTED
 
 
 def build(cfg: DictConfig, datamodule=None, net=None):
@@ -78,7 +82,6 @@ def refuse_unscorable(cfg: DictConfig, validates: bool, has_test: bool) -> None:
 
 
 def train(cfg: DictConfig) -> dict:
-    started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     checks.check_job(cfg)
     resume.check_options(cfg)
@@ -140,14 +143,14 @@ def train(cfg: DictConfig) -> dict:
     with closing_loggers(loggers):  # W&B: failed (exit code 1) if anything below raises
         for logger in loggers:  # W&B starts its run here
             logger.log_hyperparams(config)
-        fit_started = time.perf_counter()
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         if datamodule.has_val and final.validated_at != trainer.global_step:
             # Not validated at its last step (e.g. resumed at max_steps): the final weights, once.
             trainer.validate(task, datamodule=datamodule, verbose=False)
-        fit_s = time.perf_counter() - fit_started
         # Read now: test(ckpt_path=best) restores the Timer's state from that checkpoint too.
         train_s = timer.time_elapsed("train")
+        # Monotonic, as fmlab.STARTED; None where no step ran (a run resumed at its end).
+        first_step, last_step = timer.start_time("train"), timer.end_time("train")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
         checkpoint = trainer.checkpoint_callback
@@ -168,6 +171,8 @@ def train(cfg: DictConfig) -> dict:
     # A language model's tokens/s, FLOPs per token, FLOP/s and MFU (fmlab.metrics.flops); others
     # have none.
     throughput = getattr(task, "throughput", lambda *_: {})(train_s, trainer.global_step)
+    global _clock_from
+    started, _clock_from = _clock_from, time.monotonic()
     record = {
         "status": "pruned" if pruned else "complete",
         "task": cfg.task_name,
@@ -183,10 +188,11 @@ def train(cfg: DictConfig) -> dict:
             "total": sum(p.numel() for p in task.parameters()),
         },
         **getattr(task, "run_record", {}),  # what a task adds: a GAN's sample grids, FID features
-        "timing": {
-            "wall_s": time.perf_counter() - started,
-            "fit_s": fit_s,
+        "timing": {  # what is not training is start-up and finish: a run's fixed costs
+            "wall_s": _clock_from - started,
+            "startup_s": (first_step or _clock_from) - started,  # imports, data, net, loggers
             "train_s": train_s,
+            "finish_s": _clock_from - (last_step or _clock_from),  # test, loggers' finish
             "train_steps": trainer.global_step,
             "train_steps_per_s": trainer.global_step / train_s if train_s else None,
             **throughput,
@@ -199,7 +205,12 @@ def train(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:  # one record per job, however many DDP ranks ran it
         write_json_atomic(output_dir / "results.json", record)
-        log.info("Results: %s", output_dir / "results.json")
+        timing = record["timing"]
+        log.info(
+            "Results: %s (%.1f s: %.1f starting, %.1f training, %.1f finishing)",
+            output_dir / "results.json",
+            *(timing[k] for k in ("wall_s", "startup_s", "train_s", "finish_s")),
+        )
     return record
 
 

@@ -128,6 +128,20 @@ def required(what: str):
     raise FmlabError(f"this recipe needs {what}, which only you can give: add it to the command.")
 
 
+def config_groups(*others: str) -> str:
+    """`--help`'s list of config groups and their options, as Hydra's $APP_CONFIG_GROUPS prints
+    it, less the folders of conf/ that another command reads (``table``: fmlab-reproduce's specs,
+    which Hydra would offer fmlab-train as a group)."""
+    from fmlab import CONF_DIR
+
+    groups = [
+        p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", *others)
+    ]
+    return "\n".join(
+        f"{g.name}: {', '.join(sorted(f.stem for f in g.glob('*.yaml')))}" for g in sorted(groups)
+    )
+
+
 for _name, _fn in {
     "parallel_jobs": parallel_jobs,
     "gpus_per_node": gpus_per_node,
@@ -139,5 +153,6 @@ for _name, _fn in {
     "timm_stat": timm_stat,
     "package_file": package_file,
     "required": required,
+    "config_groups": config_groups,
 }.items():
     OmegaConf.register_new_resolver(f"fmlab.{_name}", _fn, replace=True)

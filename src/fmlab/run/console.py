@@ -20,7 +20,11 @@ warnings.filterwarnings("ignore", ".*`srun` command is available on your system.
 # where Hydra's handlers (console and the run's log file) print it again: keep Hydra's.
 if logging.getLogger().handlers:
     logging.getLogger("lightning").handlers.clear()
-# Lightning's advertisements for its cloud services, printed by every Trainer.
+# Lightning's advertisements for its cloud services, printed by every Trainer, and its report of
+# accelerators that are absent ("GPU available: False, used: False"); one that is present stays.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip")
+    lambda record: (
+        not str(record.msg).startswith("💡 Tip")
+        and not (" available: False" in str(record.msg) and str(record.msg)[:3] in ("GPU", "TPU"))
+    )
 )
