@@ -38,8 +38,7 @@ def test_a_run_prints_one_line_of_its_own_and_gets_its_config(
     wandb_logger, tmp_path, capfd, caplog
 ):
     """W&B's banner, warnings (the anonymous setting) and 25-line history are silenced, fmlab says
-    where the run is in one line, and the config that started wandb.init in the background is
-    the run's."""
+    where the run is in one line, and the run keeps the config it was started with."""
     with caplog.at_level(logging.INFO), closing_loggers([wandb_logger]):
         wandb_logger.log_hyperparams({"seed": 7})  # fmlab-train's first call: W&B starts here
         wandb_logger.log_metrics({"train/loss": 1.0}, step=0)
@@ -47,8 +46,9 @@ def test_a_run_prints_one_line_of_its_own_and_gets_its_config(
     assert "wandb:" not in err and "anonymous" not in err, err
     assert "W&B run written offline: upload it with `wandb sync " in caplog.text
     records = wandb_records(run_file(tmp_path))
-    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    config = {item.key: item.value_json for run in runs for item in run.config.update}
+    kinds = {"run": lambda r: r.run.config, "config": lambda r: r.config}  # at start, or after
+    updates = [kinds[kind](r) for r in records if (kind := r.WhichOneof("record_type")) in kinds]
+    config = {item.key: item.value_json for update in updates for item in update.update}
     assert config["seed"] == "7"
     assert exit_codes(run_file(tmp_path)) == [0]  # finished
 

@@ -6,30 +6,23 @@ import netrc
 import os
 import socket
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from hydra.utils import instantiate
 from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
 
 class WandbLogger(pl_loggers.WandbLogger):
-    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting, with
-    its ``settings`` as the plain dict wandb.init reads (a DictConfig from Hydra it ignores), and
-    started in the background.
+    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting, and with
+    its ``settings`` as the plain dict wandb.init reads (a DictConfig from Hydra it ignores).
 
     Lightning 2.6 always hands wandb.init ``anonymous`` (None when unset); wandb 0.31 ignores it
     and prints "The anonymous setting has no effect and will be removed" on every run.
-
-    wandb.init spends ~0.7 s waiting on its service process. The first ``log_hyperparams`` (the
-    run's config, before fit) hands the config to wandb.init in a thread, which then overlaps
-    with the data loading of fit's setup; the first use of ``experiment`` waits for it.
     """
 
     def __init__(self, *args, settings=None, **kwargs) -> None:
@@ -39,23 +32,6 @@ class WandbLogger(pl_loggers.WandbLogger):
             )
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
-        self._starting: Future | None = None
-
-    @property
-    def experiment(self):
-        if self._starting is not None:
-            starting, self._starting = self._starting, None
-            starting.result()  # raises what wandb.init raised
-        return super().experiment
-
-    @rank_zero_only
-    def log_hyperparams(self, params) -> None:
-        if self._experiment is not None or self._starting is not None:
-            return super().log_hyperparams(params)
-        self._wandb_init["config"] = dict(params)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="wandb-init")
-        self._starting = pool.submit(lambda: pl_loggers.WandbLogger.experiment.fget(self))
-        pool.shutdown(wait=False)  # the thread ends with wandb.init
 
 
 def _wandb_host() -> str:
@@ -113,7 +89,7 @@ def finish_loggers(loggers: list[Logger], exit_code: int = 0) -> None:
     for logger in loggers:
         if not isinstance(logger, pl_loggers.WandbLogger):
             continue
-        if logger._experiment is not None or getattr(logger, "_starting", None) is not None:
+        if logger._experiment is not None:
             run = logger.experiment  # W&B's own lines are silenced (conf/logger/wandb.yaml)
             if run.settings.mode == "offline":
                 folder = run.settings.sync_dir
