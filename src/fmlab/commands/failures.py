@@ -117,6 +117,7 @@ def job(run: Callable, cfg):
         SIGTERMException,
     )  # a job's import, not --help's
 
+    exit_code = 1
     try:
         return run(cfg)
     except (FmlabError, OSError) as err:
@@ -127,8 +128,7 @@ def job(run: Callable, cfg):
             raise
         log.error("%s", err)
         if isinstance(err, UsageError):
-            _remove_if_nothing_made(Path(cfg.paths.output_dir), f"{cfg.get('task_name')}.log")
-            raise SystemExit(EXIT_USAGE) from None
+            exit_code = EXIT_USAGE
     except InstantiationException as err:
         if isinstance(err.__cause__, FmlabError):  # a constructor's own paragraph says it all
             log.error("%s", err.__cause__)
@@ -151,7 +151,7 @@ def job(run: Callable, cfg):
         )
         raise SystemExit(128 + 15) from None
     _remove_if_nothing_made(Path(cfg.paths.output_dir), f"{cfg.get('task_name')}.log")
-    raise SystemExit(1)
+    raise SystemExit(exit_code)
 
 
 def _remove_if_nothing_made(folder: Path, log_name: str) -> None:

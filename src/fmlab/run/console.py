@@ -24,7 +24,6 @@ if logging.getLogger().handlers:
 # accelerators that are absent ("GPU available: False, used: False"); one that is present stays.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: (
-        not str(record.msg).startswith("💡 Tip")
-        and not (" available: False" in str(record.msg) and str(record.msg)[:3] in ("GPU", "TPU"))
+        not str(record.msg).startswith(("💡 Tip", "GPU available: False", "TPU available: False"))
     )
 )

@@ -15,7 +15,7 @@ import time
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from fmlab.errors import FmlabError
+from fmlab.errors import UsageError
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -78,7 +78,7 @@ def choose(setting: int | str | None) -> tuple[dict, ShareCores | None]:
     cores = usable_cores()
     if setting not in (None, "auto"):
         if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-            raise FmlabError(
+            raise UsageError(
                 f"torch_threads={setting!r}: give a number of threads (1 or more), or auto (the "
                 "cores no other process keeps busy, looked at every second of training)."
             )

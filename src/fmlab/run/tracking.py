@@ -12,24 +12,19 @@ from urllib.parse import urlparse
 from hydra.utils import instantiate
 from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
 
 class WandbLogger(pl_loggers.WandbLogger):
-    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting, and with
-    its ``settings`` as the plain dict wandb.init reads (a DictConfig from Hydra it ignores).
+    """Lightning's WandbLogger (conf/logger/wandb.yaml), less the ``anonymous`` setting.
 
     Lightning 2.6 always hands wandb.init ``anonymous`` (None when unset); wandb 0.31 ignores it
     and prints "The anonymous setting has no effect and will be removed" on every run.
     """
 
-    def __init__(self, *args, settings=None, **kwargs) -> None:
-        if settings is not None:
-            kwargs["settings"] = (
-                OmegaConf.to_container(settings) if OmegaConf.is_config(settings) else settings
-            )
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)
 
