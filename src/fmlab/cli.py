@@ -1,5 +1,6 @@
-"""The console scripts fmlab-train, fmlab-eval, fmlab-sample, fmlab-prepare and fmlab-export: Hydra
-apps over conf/, each handing its composed config to its command in ``fmlab.commands``.
+"""The console scripts fmlab-train, fmlab-eval, fmlab-sample, fmlab-prepare, fmlab-export and
+fmlab-coord-check: Hydra apps over conf/, each handing its composed config to its command in
+``fmlab.commands``.
 
 Only Hydra and OmegaConf load before the command line is parsed; torch and Lightning load when a
 job starts. `--help`, `--cfg job`, `--info` and every TAB of Hydra's shell completion run this far
@@ -43,6 +44,13 @@ def _sample(cfg: DictConfig) -> None:
     failures.job(sample, cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="coord_check")
+def _coord_check(cfg: DictConfig) -> None:
+    from fmlab.commands.coord_check import coord_check
+
+    failures.job(coord_check, cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
 def _prepare(cfg: DictConfig) -> None:
     from fmlab.commands.prepare import prepare_job
@@ -84,3 +92,7 @@ def prepare() -> None:
 
 def export() -> None:
     _app(_export, "fmlab-export")
+
+
+def coord_check() -> None:
+    _app(_coord_check, "fmlab-coord-check")

@@ -107,6 +107,48 @@ def test_reproduce_launches_the_runs_then_nothing(synthetic_data, tmp_path):
     assert (out / "table.md").read_bytes() == kept
 
 
+@pytest.mark.slow  # four fmlab-train runs
+def test_a_grid_spec_launches_its_runs_and_draws_its_figure(synthetic_data, tmp_path):
+    grid_spec = {k: v for k, v in TINY_SPEC.items() if k != "rows"}
+    grid_spec["overrides"] = [o for o in TINY_SPEC["overrides"] if "batch_size" not in o]
+    grid_spec |= {
+        "seeds": [1],
+        "grid": {"optimizer.lr": [0.05, 0.0001], "data.batch_size": [20, 10]},
+        "figure": {"x": "optimizer.lr", "curves": "data.batch_size"},
+    }
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump(grid_spec, sort_keys=False))  # the grid's order is the rows'
+    out = tmp_path / "grid"
+    first = reproduce(spec, out, synthetic_data)
+    assert "launching 4 of 4 runs" in first.stderr and first.stderr.count("Launching: ") == 4
+    made = {
+        p.parent.parent.name: json.loads(p.read_text())["config"]
+        for p in out.glob("runs/*/seed_1/results.json")
+    }
+    assert {k: (c["optimizer"]["lr"], c["data"]["batch_size"]) for k, c in made.items()} == {
+        "lr-0.05_batch_size-20": (0.05, 20),
+        "lr-0.05_batch_size-10": (0.05, 10),
+        "lr-0.0001_batch_size-20": (0.0001, 20),
+        "lr-0.0001_batch_size-10": (0.0001, 10),
+    }
+    table = (out / "table.md").read_text()
+    assert "| batch_size | lr=0.0001 | lr=0.05 | best lr |" in table
+    body = [line for line in table.splitlines() if line.startswith("| 20 |")]
+    body += [line for line in table.splitlines() if line.startswith("| 10 |")]
+    assert len(body) == 2 and all(line.count("**") == 2 for line in body)
+    assert "best lr " in table and "the optimum moves" in table and table in first.stdout
+    assert "fingerprint): lr=0.0001, batch_size=20; lr=0.05, batch_size=20; " in table
+    assert (out / "figure.png").stat().st_size > 10_000 and (out / "figure.pdf").is_file()
+    assert not (out / "curves.png").exists()
+
+    outputs = [out / n for n in ("table.md", "table.tex", "table.csv", "figure.pdf")]
+    before = {p: p.read_bytes() for p in outputs}
+    second = reproduce(spec, out, synthetic_data)
+    assert "All 4 runs of table grid are complete; launching nothing." in second.stderr
+    assert "Launching" not in second.stderr
+    assert {p: p.read_bytes() for p in outputs} == before
+
+
 def test_a_gpu_table_is_refused_on_a_cpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

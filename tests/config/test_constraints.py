@@ -72,7 +72,11 @@ BROKEN = {
         {"min_epochs": 3, "max_epochs": 2},
         {"min_steps": 30, "max_steps": 20},
     ],
-    "fmlab.nets.GPT": [{"n_embd": 48, "n_head": 5}],
+    "fmlab.nets.GPT": [
+        {"n_embd": 48, "n_head": 5},
+        {"parametrization": "mup", "mup_base_width": 30, "n_head": 4},
+        {"parametrization": "sp", "mup_input_alpha": 2.0, "mup_output_alpha": 1.0},
+    ],
     "fmlab.nets.Bert": [{"n_embd": 48, "n_head": 5}],
     "fmlab.tasks.MaskedLM": [{"mask_token_frac": 0.8, "random_token_frac": 0.3}],
     "fmlab.nets.ViT": [{"image_size": 32, "patch_size": 5}, {"dim": 48, "heads": 5}],

@@ -81,10 +81,24 @@ def runs(synthetic_text, tmp_path_factory):
     return root, full / "checkpoints" / "last.ckpt", lora
 
 
-@pytest.mark.parametrize("bias,vocab_multiple", [(False, 1), (True, 8)])
-def test_gpt_as_gpt2_gives_the_same_logits_and_greedy_ids(bias, vocab_multiple):
+MUP = {
+    "parametrization": "mup",
+    "mup_base_width": 8,
+    "mup_input_alpha": 2.0,
+    "mup_output_alpha": 3.0,
+}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"bias": True, "vocab_multiple": 8}, {**MUP, "bias": True}],
+    ids=["plain", "bias-padded", "mup"],
+)
+def test_gpt_as_gpt2_gives_the_same_logits_and_greedy_ids(options):
+    # μP at 4x its base width: its input, output and attention multipliers are folded into the
+    # weights; a multiplier left out would change the logits.
     torch.manual_seed(0)
-    net = GPT(61, 16, n_layer=2, n_head=2, n_embd=32, bias=bias, vocab_multiple=vocab_multiple)
+    net = GPT(61, 16, n_layer=2, n_head=2, n_embd=32, **options)
     with torch.no_grad():  # non-zero biases and norms: a transposition or a dropped bias would show
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -284,3 +298,42 @@ def test_a_hf_model_classifies_labelled_text_with_its_own_tokenizer(hf_model_dir
     }
     states = [v for v in checkpoint.values() if isinstance(v, dict) and "tokenizer" in v]
     assert states[0]["tokenizer"]["kind"] == "hf"  # the checkpoint decodes without the folder
+
+
+@pytest.mark.slow  # fmlab-train runs: .ci/run runs it after `make test`
+def test_a_mup_checkpoint_evaluates_samples_and_exports_like_any_gpt(synthetic_text, tmp_path):
+    # μP at twice its base width, its multipliers away from 1: the export folds them into GPT-2's
+    # weights; transformers then gives fmlab's logits and greedy text.
+    run = tmp_path / "mup"
+    run_cli(
+        "fmlab-train",
+        "experiment=mutransfer_shakespeare_char",
+        *("model.n_embd=64", "model.mup_base_width=32", "model.mup_input_alpha=2.0"),
+        *("model.mup_output_alpha=0.5", "trainer.max_steps=3", "trainer.val_check_interval=3"),
+        "scheduler.lr_lambda.warmup_iters=1",
+        *("data.max_eval_windows=8", "logger=none", f"paths.data_dir={synthetic_text}"),
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        env=OFFLINE,
+    )
+    ckpt = run / "checkpoints" / "last.ckpt"
+    run_cli("fmlab-eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["metrics"]["val/loss"] > 0
+    out = tmp_path / "exported"
+    export_cli(f"ckpt_path={ckpt}", f"out={out}", f"hydra.run.dir={tmp_path / 'e'}", cwd=tmp_path)
+    net, tokenizer, _ = load_language_model(ckpt, "cpu")
+    assert net.parametrization == "mup" and net.output_mult == 0.25
+    model = transformers.GPT2LMHeadModel.from_pretrained(out, local_files_only=True).eval()
+    idx = torch.as_tensor(tokenizer.encode("ROMEO:\nGood night")).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx).logits, net(idx)[0], atol=1e-5, rtol=1e-5)
+    sampled = run_cli(
+        "fmlab-sample", f"ckpt_path={ckpt}", "prompt=ROMEO", "greedy=true", "max_new_tokens=8",
+        f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path,
+    ).stdout  # fmt: skip
+    prompt = idx[:, :5]
+    ids = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,
+        pad_token_id=0,
+    )  # fmt: skip
+    assert tokenizer.decode(ids[0].tolist()) in sampled

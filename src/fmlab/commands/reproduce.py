@@ -4,6 +4,11 @@ one ``fmlab-train -m`` sweep per row, then write the table, reference | ours | Î
 the learning curves of its runs. parallel_rows=true starts every row's sweep at once (for a
 launcher that sends jobs elsewhere: SLURM); by default rows run one after another.
 
+A spec may give a `grid` of override values instead of its `rows` (a row per combination), and
+with `figure: {x: KEY, curves: KEY, panels: KEY}` draw it: figure.png/.pdf, the metric against x
+(log2 axis), one line per curves value, one panel per panels value, each line's best starred;
+its table has a row per line, a column per x value and the best x of each row.
+
 Every other argument goes to ``fmlab-train -m`` as it is: `hydra/launcher=submitit_slurm`,
 `trainer.max_epochs=1`, `paths.data_dir=...`. A second call with the same arguments launches
 nothing and writes the same table.
@@ -21,6 +26,7 @@ from fmlab.errors import FmlabError
 from fmlab.run import identity
 from fmlab.tables.cells import Cell, aggregate, best_means, difference
 from fmlab.tables.curves import plot_curves
+from fmlab.tables.figure import figure_csv, figure_grid, plot_figure
 from fmlab.tables.launch import check_passthrough, launch_missing, plan
 from fmlab.tables.render import (
     Entry,
@@ -207,11 +213,15 @@ def reproduce(argv: list[str]) -> int:
 
     runs = table_runs([j for j in jobs if j.row in spec.rows], out)  # pre-training not shown
     cells = [aggregate(r, spec.metric, spec.transform, len(spec.seeds)) for r in runs]
-    grid = reproduction_grid(spec, cells)
+    keep_numbers(out, cells, jobs)
+    if spec.figure:  # a grid drawn against its x: the figure, and a table of its points
+        grid, lines = figure_grid(spec, cells), figure_csv(spec, cells)
+        written = plot_figure(spec, cells, out / "figure")
+    else:
+        grid, lines, written = reproduction_grid(spec, cells), csv_rows(spec, cells), []
     if changed := identity.result_overrides(passthrough):  # made otherwise: said under it
         grid.notes.append(f"Made with the fmlab-train overrides: {' '.join(changed)}.")
-    keep_numbers(out, cells, jobs)
-    written = write_tables(out, grid, csv_rows(spec, cells))
+    written += write_tables(out, grid, lines)
     groups = [
         (row.name, [j.folder for j in jobs if j.row == row and j.state != "stale"])
         for row in spec.rows

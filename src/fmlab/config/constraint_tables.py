@@ -112,6 +112,10 @@ DECLARED: dict[str, dict[str, Range | CountOrShare]] = {
         "n_head": AT_LEAST_ONE,
         "n_embd": AT_LEAST_ONE,
         "dropout": DROPOUT,
+        "init_std": POSITIVE,
+        "mup_base_width": AT_LEAST_ONE,
+        "mup_input_alpha": POSITIVE,
+        "mup_output_alpha": POSITIVE,
     },
     "fmlab.nets.MobileNetV2": {"width_mult": POSITIVE, "dropout": DROPOUT},
     "fmlab.nets.ResNet": {"width": AT_LEAST_ONE},
@@ -177,7 +181,20 @@ RELATIONS: dict[str, list[Relation]] = {
         _at_most("min_epochs", "max_epochs", "the minimum is above the maximum"),
         _at_most("min_steps", "max_steps", "the minimum is above the maximum"),
     ],
-    "fmlab.nets.GPT": [_divides("n_embd", "n_head")],
+    "fmlab.nets.GPT": [
+        _divides("n_embd", "n_head"),
+        Relation(
+            ("parametrization", "mup_base_width", "n_head"),
+            lambda kind, base, heads: kind == "sp" or (base is not None and base % heads == 0),
+            "μP needs the width its hyper-parameters were tuned at, a multiple of n_head "
+            "(the heads keep their number across widths): set model.mup_base_width",
+        ),
+        Relation(
+            ("parametrization", "mup_input_alpha", "mup_output_alpha"),
+            lambda kind, alpha_in, alpha_out: kind == "mup" or alpha_in == alpha_out == 1,
+            "they are μP's multipliers: with parametrization=sp they stay 1",
+        ),
+    ],
     "fmlab.nets.Bert": [_divides("n_embd", "n_head")],
     "fmlab.tasks.MaskedLM": [
         Relation(

@@ -3,10 +3,13 @@ learned positions, tied embeddings), so a weight-for-weight copy gives the same 
 
 Where they differ, the copy adapts: GPT-2's Conv1D stores weights as (in, out), torch's Linear as
 (out, in); GPT-2 always has biases (zeros stand in for ``bias=False``); its GELU is set to the
-exact one fmlab uses (GPT-2's own default is the tanh approximation); and the rows that
+exact one fmlab uses (GPT-2's own default is the tanh approximation); the rows that
 ``vocab_multiple`` pads the embedding with are dropped, so the exported model scores and samples
-only real tokens.
+only real tokens; and a μP net's multipliers are folded into its weights (GPT-2 has none), so
+transformers computes the same function.
 """
+
+import math
 
 import torch
 
@@ -64,7 +67,25 @@ def gpt2_state_dict(net: GPT) -> dict[str, torch.Tensor]:
         for name, gpt2_name in LINEARS.items():
             copy(f"{src}.{name}", f"{dst}.{gpt2_name}", transpose=True)
     copy("ln_f", "transformer.ln_f", transpose=False)
-    return {k: v.detach().contiguous().clone() for k, v in out.items()}
+    out = {k: v.detach().contiguous().clone() for k, v in out.items()}
+    if net.parametrization == "mup":
+        fold_mup(net, out)
+    return out
+
+
+def fold_mup(net: GPT, sd: dict[str, torch.Tensor]) -> None:
+    """μP's multipliers folded into GPT-2's weights, in place: the embeddings (both) times the
+    input multiplier; the queries times μP's attention scale over GPT-2's 1/√head_dim; the final
+    norm times the output multiplier over the input one (the output layer is the embedding,
+    already multiplied)."""
+    sd["transformer.wte.weight"] *= net.input_mult
+    sd["transformer.wpe.weight"] *= net.input_mult
+    query = net.blocks[0].attn.scale * math.sqrt(net.n_embd // net.n_head)
+    for i in range(net.n_layer):
+        for part in ("weight", "bias"):  # Conv1D (in, 3·out): the queries are the first columns
+            sd[f"transformer.h.{i}.attn.c_attn.{part}"][..., : net.n_embd] *= query
+    for part in ("weight", "bias"):
+        sd[f"transformer.ln_f.{part}"] *= net.output_mult / net.input_mult
 
 
 def to_gpt2(net: GPT, eot_id: int | None):

@@ -7,17 +7,19 @@ and the checkpoint it started from (``init_from``): a run made from a checkpoint
 been made again is another run.
 """
 
+import inspect
 import json
 import re
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from fmlab.errors import FmlabError
 from fmlab.run.files import file_sha256
-from fmlab.run.moved import current
+from fmlab.run.moved import current, renamed
 
 # Config keys that say where a run lives and how it is watched, not what it computes.
 VOLATILE = (
@@ -36,6 +38,7 @@ VOLATILE = (
     "logger",
     "tags",
     "run_name",
+    "group",
     "test",
 )
 # Keys that may also change when a run continues: how long it trains and on what hardware.
@@ -80,8 +83,25 @@ def changes(saved: dict, now: dict, allowed: tuple[str, ...] = VOLATILE) -> list
     return [
         f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
         for k in keys
-        if _kept(k, allowed)
+        if _kept(k, allowed) and not (k not in a and _new_default(k, b[k], now))
     ]
+
+
+def _new_default(key: str, value, config: dict) -> bool:
+    """Whether ``key`` is an argument a newer fmlab added to its node's ``_target_`` (absent from
+    a run recorded before) holding that constructor's default: the same computation as then
+    (``model.parametrization: sp`` on a GPT of a run made before μP)."""
+    *path, name = key.split(".")
+    node = config
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not path or not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
+        return False
+    try:
+        param = inspect.signature(get_object(renamed(node["_target_"]))).parameters.get(name)
+    except Exception:  # a target that no longer imports: no default to compare with
+        return False
+    return param is not None and param.default is not param.empty and param.default == value
 
 
 def read_record(run_dir: Path) -> dict | None:

@@ -47,9 +47,12 @@ def plot_curves(
 ) -> list[Path]:
     """One panel per metric, one colour per group (row), one line per job (seed).
 
-    Writes ``out_base``.png and .pdf and returns their paths; nothing (and a warning) when no job
-    logged any of the metrics, e.g. runs made with ``logger=none``.
+    Writes ``out_base``.png and .pdf and returns their paths; nothing when no metric is asked
+    for (a grid spec's default), and nothing with a warning when no job logged any of them, e.g.
+    runs made with ``logger=none``.
     """
+    if not metrics:
+        return []
     data = [
         (label, [read_series(f) for f in map(metrics_file, jobs) if f is not None])
         for label, jobs in groups

@@ -59,7 +59,7 @@ def footnotes(labelled: list[tuple[str, Cell]]) -> list[str]:
     if unofficial:
         notes.append(
             f"{UNOFFICIAL} Not the official data release (the run records say official: false "
-            "and give the copy's fingerprint): " + ", ".join(unofficial) + "."
+            "and give the copy's fingerprint): " + "; ".join(unofficial) + "."
         )
     return notes
 

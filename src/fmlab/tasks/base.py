@@ -88,8 +88,16 @@ class Task(L.LightningModule):
 
     def optimizer_and_schedule(self, groups: list[dict], interval: str):
         """What ``configure_optimizers`` returns: the optimizer over ``groups`` and, if there is
-        a scheduler, the schedule stepped every ``interval`` ("step" or "epoch")."""
+        a scheduler, the schedule stepped every ``interval`` ("step" or "epoch"). A group may
+        carry ``scale``: {option: factor}, multiplied into the optimizer's value of that option
+        (lr, eps, weight_decay) for that group."""
         optimizer = self.optimizer_factory(groups)
+        # A group's "scale" multiplies the optimizer's own values in it (μP's per-width rules:
+        # fmlab.nets.GPT.mup_groups), before a schedule records the group's initial lr.
+        for group in optimizer.param_groups:
+            for key, factor in group.pop("scale", {}).items():
+                if key in group:
+                    group[key] *= factor
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, **self._run_length(interval))

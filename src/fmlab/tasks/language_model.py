@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
+from fmlab.errors import FmlabError
 from fmlab.metrics.flops import mfu
 from fmlab.tasks.base import OptimizerFactory, SchedulerFactory, Task, matrix_decay_groups
 from fmlab.techniques.lora import lora_settings
@@ -17,7 +18,8 @@ class LanguageModel(Task):
     """Logs ``train/loss`` (mean since the last written step), ``val/loss``, ``val/ppl`` and
     ``val/bpc`` (bits per character of the text; for a character tokenizer loss / ln 2), and the
     same for ``test``. The optimizer gets two parameter groups: weight decay only on tensors of
-    2 or more dimensions (matrices, embeddings), none on biases and norms (nanoGPT). The scheduler
+    2 or more dimensions (matrices, embeddings), none on biases and norms (nanoGPT); a μP net's own
+    groups instead (``mup_groups``: per-group lr, eps and decay factors). The scheduler
     steps every optimizer step. Throughput: ``train/tokens_per_s`` (and ``train/mfu`` on a GPU of
     known peak) over the steps since the last written one, and ``throughput()`` for the record."""
 
@@ -135,4 +137,14 @@ class LanguageModel(Task):
         self._log_eval("test", self.test_loss)
 
     def configure_optimizers(self):
-        return self.optimizer_and_schedule(matrix_decay_groups(self.parameters()), "step")
+        if getattr(self.net, "parametrization", "sp") != "mup":
+            return self.optimizer_and_schedule(matrix_decay_groups(self.parameters()), "step")
+        schedule = self.optimizer_and_schedule(self.net.mup_groups(), "step")
+        optimizer = schedule["optimizer"] if isinstance(schedule, dict) else schedule
+        if "betas" not in optimizer.defaults:
+            raise FmlabError(
+                f"model.parametrization=mup trains with Adam's μP rules (hidden lr / width "
+                f"multiplier), but the optimizer is {type(optimizer).__name__}, whose μP rules "
+                "differ. Use optimizer=adamw (or adam), or model.parametrization=sp."
+            )
+        return schedule
