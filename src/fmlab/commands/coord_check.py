@@ -9,6 +9,7 @@ against log2 width within ``flat_slope``) is "flat": what μP promises and SP do
 import json
 import logging
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fmlab.commands.train import build
 from fmlab.errors import UsageError
 from fmlab.run import threads
+from fmlab.tables.curves import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,8 @@ def measure(cfg: DictConfig, datamodule, width: int, parametrization: str) -> di
 
 def slope(widths: list[int], values: list[float]) -> float:
     """Least-squares slope of log2(value) against log2(width): 0 flat, 0.5 grows as √width."""
-    xs, ys = [math.log2(w) for w in widths], [math.log2(v) for v in values]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
+    logs = [math.log2(w) for w in widths], [math.log2(v) for v in values]
+    return statistics.linear_regression(*logs).slope
 
 
 def coordinate_check(cfg: DictConfig) -> dict:
@@ -121,15 +120,12 @@ def plot(result: dict, out_base: Path) -> list[Path]:
                 values = [layer["rms"][i][t] for i in range(len(widths))]
                 colour = (t / max(1, steps - 1), 0.3, 1 - t / max(1, steps - 1))
                 ax.plot(widths, values, marker="o", markersize=3, color=colour, label=f"t={t}")
-            ax.set(xscale="log", yscale="log", title=f"{kind}: {name}", xlabel="width")
+            ax.set(yscale="log", title=f"{kind}: {name}", xlabel="width")
             ax.set_xscale("log", base=2)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize="x-small")
     fig.suptitle("Coordinate check: RMS of each layer's output against width, per step")
-    paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=120)
-    fig.savefig(paths[1], metadata={"CreationDate": None})
-    return paths
+    return save_figure(fig, out_base)
 
 
 def verdicts(result: dict) -> list[str]:

@@ -87,8 +87,14 @@ def plot_curves(
     axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title + (f" (smoothed {smooth:g})" if smooth else ""))
+    return save_figure(fig, out_base)
+
+
+def save_figure(fig, out_base: Path) -> list[Path]:
+    """``out_base``.png and .pdf of a matplotlib Figure, their paths; the PDF without its creation
+    date, so the same runs give the same file."""
     out_base.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
     fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # the same runs, the same file
+    fig.savefig(paths[1], metadata={"CreationDate": None})
     return paths

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmlab.tables.cells import Cell, best_means
+from fmlab.tables.curves import save_figure
 from fmlab.tables.render import Entry, Grid, describe, footnotes, value_entry
 from fmlab.tables.spec import Row, TableSpec, key_name, value_text
 
@@ -228,8 +229,4 @@ def plot_figure(spec: TableSpec, cells: list[Cell], out_base: Path) -> list[Path
         if drawn:
             ax.legend(fontsize="small")
     fig.suptitle(spec.title)
-    out_base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # the same runs, the same file
-    return paths
+    return save_figure(fig, out_base)
